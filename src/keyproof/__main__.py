@@ -1,0 +1,5 @@
+import sys
+
+from keyproof.cli import main
+
+sys.exit(main())

@@ -1,0 +1,205 @@
+"""One frozen settings object, from command-line flags, ``KEYPROOF_*`` and a TOML file.
+
+Precedence: flags > environment > configuration file > defaults. Every value is
+validated here, so an invalid setting fails at startup with a clear message instead
+of surfacing on the first request.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from keyproof.errors import ConfigurationError
+from keyproof.policy import MAX_TOKEN_LIFETIME, Policy
+
+__all__ = ["DEFAULT_CHAINS", "Settings"]
+
+DEFAULT_CHAINS = ("eip155:1", "solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp", "did:key")
+ENV_PREFIX = "KEYPROOF_"
+LIST_SETTINGS = frozenset({"audiences", "chains", "trusted_proxies"})
+INT_SETTINGS = frozenset(
+    {"port", "workers", "challenge_ttl", "token_ttl", "clock_skew", "max_body_bytes"}
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated keyproof configuration. Secrets are never part of ``repr``."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    data_dir: Path = Path(".keyproof")
+    store: str = ""
+    domain: str = ""
+    uri: str = ""
+    issuer: str = ""
+    audiences: tuple[str, ...] = ()
+    chains: tuple[str, ...] = DEFAULT_CHAINS
+    statement: str = "Sign in with your key."
+    challenge_ttl: int = 300
+    token_ttl: int = 600
+    clock_skew: int = 60
+    max_body_bytes: int = 16 * 1024
+    trusted_proxies: tuple[str, ...] = ()
+    log_level: str = "info"
+    policy: Policy = field(default_factory=Policy)
+    config: Path | None = None
+
+    def __post_init__(self) -> None:
+        base = f"http://{_host_for_url(self.host)}:{self.port}"
+        derived = {
+            "store": f"sqlite:///{self.data_dir / 'keyproof.db'}",
+            "domain": urlsplit(base).netloc,
+            "uri": base,
+        }
+        for name, value in derived.items():
+            if not getattr(self, name):
+                object.__setattr__(self, name, value)
+        if not self.issuer:
+            object.__setattr__(self, "issuer", self.uri)
+        if not self.audiences:
+            object.__setattr__(self, "audiences", (self.uri,))
+        self._validate()
+
+    def _validate(self) -> None:
+        _require(1 <= self.port <= 65535 or self.port == 0, "port must be 0..65535")
+        _require(1 <= self.workers <= 64, "workers must be 1..64")
+        _require(10 <= self.challenge_ttl <= 3600, "challenge_ttl must be 10..3600 seconds")
+        _require(
+            10 <= self.token_ttl <= MAX_TOKEN_LIFETIME,
+            f"token_ttl must be 10..{MAX_TOKEN_LIFETIME} seconds",
+        )
+        _require(0 <= self.clock_skew <= 300, "clock_skew must be 0..300 seconds")
+        _require(1024 <= self.max_body_bytes <= 1 << 20, "max_body_bytes must be 1 KiB..1 MiB")
+        _require(self.log_level in {"debug", "info", "warning", "error"}, "log_level invalid")
+        for name in ("uri", "issuer", *(f"audience {a}" for a in self.audiences)):
+            value = name.split(" ", 1)[1] if name.startswith("audience ") else getattr(self, name)
+            _require(_is_http_url(value), f"{name} must be an absolute http(s) URL: {value!r}")
+        _require(bool(self.domain) and " " not in self.domain, "domain must be an authority")
+        _require(bool(self.chains), "at least one chain must be allowed")
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ConfigurationError("invalid_setting", f"trusted proxy {proxy!r}") from None
+
+    @classmethod
+    def load(
+        cls,
+        flags: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> Settings:
+        """Resolve settings from flags, environment and the TOML file they name."""
+        flags = {k: v for k, v in (flags or {}).items() if v is not None}
+        from_env = _from_environment(env or {})
+        config_path = flags.get("config") or from_env.get("config")
+        from_file = _from_toml(Path(config_path)) if config_path else {}
+        merged: dict[str, Any] = {**from_file, **from_env, **flags}
+        try:
+            return cls(**_coerce(merged))
+        except TypeError as exc:
+            raise ConfigurationError("invalid_setting", str(exc)) from None
+
+    def as_environment(self) -> dict[str, str]:
+        """The ``KEYPROOF_*`` variables that reproduce these settings in a worker process."""
+        out: dict[str, str] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "policy" or value is None:
+                continue
+            text = ",".join(value) if isinstance(value, tuple) else str(value)
+            out[ENV_PREFIX + f.name.upper()] = text
+        return out
+
+    def public_summary(self) -> dict[str, Any]:
+        """Settings worth printing at startup (nothing secret)."""
+        return {"issuer": self.issuer, "domain": self.domain, "store": _redact(self.store)}
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigurationError("invalid_setting", message)
+
+
+def _host_for_url(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _is_http_url(value: str) -> bool:
+    parts = urlsplit(value)
+    return parts.scheme in {"http", "https"} and bool(parts.netloc) and " " not in value
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@")
+    return url
+
+
+def _from_environment(env: Mapping[str, str]) -> dict[str, Any]:
+    known = {f.name for f in fields(Settings)} - {"policy"}
+    out: dict[str, Any] = {}
+    for key, value in env.items():
+        if key.startswith(ENV_PREFIX):
+            name = key[len(ENV_PREFIX) :].lower()
+            if name in known:
+                out[name] = value
+    return out
+
+
+def _from_toml(path: Path) -> dict[str, Any]:
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigurationError("invalid_setting", f"cannot read {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError("invalid_setting", f"{path} is not TOML: {exc}") from None
+    keyproof = document.pop("keyproof", {})
+    policy = document.pop("policy", None)
+    if document:
+        raise ConfigurationError("invalid_setting", f"unknown sections in {path}: {list(document)}")
+    out = dict(keyproof)
+    if policy is not None:
+        out["policy"] = Policy.from_toml(policy)
+    return out
+
+
+def _coerce(values: dict[str, Any]) -> dict[str, Any]:
+    known = {f.name for f in fields(Settings)}
+    unknown = set(values) - known
+    if unknown:
+        raise ConfigurationError("invalid_setting", f"unknown settings: {sorted(unknown)}")
+    out = dict(values)
+    for name, value in values.items():
+        out[name] = _coerce_one(name, value)
+    return out
+
+
+def _coerce_one(name: str, value: Any) -> Any:
+    if name in LIST_SETTINGS:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            raise ConfigurationError("invalid_setting", f"{name} must be a list")
+        return tuple(str(item).strip() for item in items if str(item).strip())
+    if name in INT_SETTINGS:
+        if isinstance(value, bool):
+            raise ConfigurationError("invalid_setting", f"{name} must be an integer")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigurationError("invalid_setting", f"{name} must be an integer") from None
+    if name in {"data_dir", "config"}:
+        return Path(value)
+    if name == "policy":
+        return value
+    if not isinstance(value, str):
+        raise ConfigurationError("invalid_setting", f"{name} must be a string")
+    return value

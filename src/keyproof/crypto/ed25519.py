@@ -1,0 +1,58 @@
+"""Ed25519 client signatures (RFC 8032), verified by libsodium through pynacl.
+
+Public keys are checked once, when an account is parsed, and again before every
+verification. :func:`check_public_key` refuses, with ``invalid_public_key``:
+
+- any length other than 32 bytes;
+- a non-canonical encoding: the y coordinate (the low 255 bits) is >= p = 2^255 - 19;
+- bytes that do not decode to a point on the curve;
+- the eight small-order points (which include both x = 0 encodings);
+- points outside the prime-order subgroup (a torsion component: "mixed order").
+
+The last four come from libsodium's ``crypto_core_ed25519_is_valid_point``; the
+y >= p check is repeated here so the policy does not hinge on one library call.
+Signature verification (libsodium ``crypto_sign_verify_detached``) additionally
+refuses a non-canonical S (S >= L) and a small-order R, and checks the cofactorless
+equation [S]B = R + [k]A.
+"""
+
+from __future__ import annotations
+
+from nacl.bindings import crypto_core_ed25519_is_valid_point
+from nacl.exceptions import CryptoError
+from nacl.signing import VerifyKey
+
+from keyproof.errors import InvalidAccount, MalformedSignature, SignatureInvalid
+
+__all__ = ["PUBLIC_KEY_LENGTH", "SIGNATURE_LENGTH", "check_public_key", "verify"]
+
+PUBLIC_KEY_LENGTH = 32
+SIGNATURE_LENGTH = 64
+_P = 2**255 - 19
+_Y_MASK = (1 << 255) - 1
+
+
+def check_public_key(key: bytes) -> bytes:
+    """Return ``key`` if it is an acceptable Ed25519 public key; see the module doc."""
+    if len(key) != PUBLIC_KEY_LENGTH:
+        raise InvalidAccount("invalid_public_key", "an ed25519 public key is 32 bytes")
+    if int.from_bytes(key, "little") & _Y_MASK >= _P:
+        raise InvalidAccount("invalid_public_key", "non-canonical ed25519 public key")
+    if not crypto_core_ed25519_is_valid_point(key):
+        raise InvalidAccount("invalid_public_key", "ed25519 public key is not a valid point")
+    return key
+
+
+def verify(message: bytes, signature: bytes, public_key: bytes) -> None:
+    """Raise unless ``signature`` is a valid Ed25519 signature of ``message``.
+
+    ``MalformedSignature`` for a signature that is not 64 bytes, ``InvalidAccount``
+    for a key :func:`check_public_key` refuses, ``SignatureInvalid`` otherwise.
+    """
+    if len(signature) != SIGNATURE_LENGTH:
+        raise MalformedSignature("malformed_signature", "signature must be 64 bytes")
+    key = VerifyKey(check_public_key(public_key))
+    try:
+        key.verify(message, signature)
+    except CryptoError:
+        raise SignatureInvalid("signature_invalid", "signature does not verify") from None

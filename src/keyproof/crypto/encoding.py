@@ -1,0 +1,140 @@
+"""Strict, canonical byte encodings for signatures and keys.
+
+Every decoder takes the exact byte length it expects, bounds the text before
+decoding, and accepts one spelling per value only:
+
+- ``0x`` hex: ``0x`` prefix, exactly ``2 * length`` hex digits (either case); no
+  whitespace, sign or underscores (``bytes.fromhex`` alone would accept spaces).
+- base58 (bitcoin alphabet): the text must be what encoding the decoded bytes
+  gives back, so extra or missing leading ``1`` characters are refused.
+- base64url (RFC 4648 §5) unpadded: strict alphabet, non-zero trailing bits refused.
+
+``decode_*`` raise :class:`MalformedSignature`; ``decode_*_key`` raise
+:class:`InvalidAccount` (``invalid_account``) for text that names a key or an account.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Callable
+
+import base58
+
+from keyproof.errors import InvalidAccount, MalformedSignature
+
+__all__ = [
+    "decode_base58",
+    "decode_base58_key",
+    "decode_base58_key_upto",
+    "decode_base64url",
+    "decode_base64url_key",
+    "decode_hex0x",
+    "decode_hex0x_key",
+    "encode_base58",
+    "encode_base64url",
+    "encode_hex0x",
+]
+
+_HEX = re.compile(r"0x[0-9a-fA-F]*", re.ASCII)
+_BASE58 = re.compile(r"[1-9A-HJ-NP-Za-km-z]+", re.ASCII)
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*", re.ASCII)
+
+
+def encode_hex0x(data: bytes) -> str:
+    """Lower-case hex with a ``0x`` prefix."""
+    return "0x" + data.hex()
+
+
+def encode_base58(data: bytes) -> str:
+    """Base58 with the bitcoin alphabet."""
+    return base58.b58encode(data).decode("ascii")
+
+
+def encode_base64url(data: bytes) -> str:
+    """Unpadded base64url (RFC 4648 §5)."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _hex0x(text: str, length: int) -> bytes | None:
+    if len(text) != 2 + 2 * length or _HEX.fullmatch(text) is None:
+        return None
+    return bytes.fromhex(text[2:])
+
+
+def _base58_max_chars(length: int) -> int:
+    # log(256) / log(58) < 1.366; each leading zero byte is one "1" character.
+    return length * 1366 // 1000 + 1
+
+
+def _base58(text: str, max_length: int) -> bytes | None:
+    if not 0 < len(text) <= _base58_max_chars(max_length) or _BASE58.fullmatch(text) is None:
+        return None
+    data: bytes = base58.b58decode(text)
+    if len(data) > max_length or encode_base58(data) != text:
+        return None
+    return data
+
+
+def _base64url(text: str, length: int) -> bytes | None:
+    if len(text) != (4 * length + 2) // 3 or _BASE64URL.fullmatch(text) is None:
+        return None
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if encode_base64url(data) != text:
+        return None
+    return data
+
+
+def _exact(decoder: Callable[[str, int], bytes | None], text: str, length: int) -> bytes | None:
+    data = decoder(text, length)
+    return data if data is not None and len(data) == length else None
+
+
+def _signature(data: bytes | None, what: str) -> bytes:
+    if data is None:
+        raise MalformedSignature("malformed_signature", f"signature is not valid {what}")
+    return data
+
+
+def _key(data: bytes | None, what: str) -> bytes:
+    if data is None:
+        raise InvalidAccount("invalid_account", f"key is not valid {what}")
+    return data
+
+
+def decode_hex0x(text: str, *, length: int) -> bytes:
+    """Decode ``0x`` + ``2 * length`` hex digits; else ``malformed_signature``."""
+    return _signature(_exact(_hex0x, text, length), "0x-prefixed hex of the expected length")
+
+
+def decode_base58(text: str, *, length: int) -> bytes:
+    """Decode canonical base58 of exactly ``length`` bytes; else ``malformed_signature``."""
+    return _signature(_exact(_base58, text, length), "base58 of the expected length")
+
+
+def decode_base64url(text: str, *, length: int) -> bytes:
+    """Decode canonical unpadded base64url of ``length`` bytes; else ``malformed_signature``."""
+    return _signature(_exact(_base64url, text, length), "base64url of the expected length")
+
+
+def decode_hex0x_key(text: str, *, length: int) -> bytes:
+    """As :func:`decode_hex0x`, raising ``invalid_account``."""
+    return _key(_exact(_hex0x, text, length), "0x-prefixed hex of the expected length")
+
+
+def decode_base58_key(text: str, *, length: int) -> bytes:
+    """As :func:`decode_base58`, raising ``invalid_account``."""
+    return _key(_exact(_base58, text, length), "base58 of the expected length")
+
+
+def decode_base58_key_upto(text: str, *, max_length: int) -> bytes:
+    """Decode canonical base58 of 1 to ``max_length`` bytes; else ``invalid_account``.
+
+    For self-describing payloads (multicodec) whose length depends on their prefix.
+    """
+    return _key(_base58(text, max_length), "base58")
+
+
+def decode_base64url_key(text: str, *, length: int) -> bytes:
+    """As :func:`decode_base64url`, raising ``invalid_account``."""
+    return _key(_exact(_base64url, text, length), "base64url of the expected length")

@@ -1,0 +1,220 @@
+"""Every failure keyproof reports, each with a stable machine-readable ``code``.
+
+The codes are part of the API: they appear as ``reason`` in HTTP error bodies and in
+the table in ``specs/protocol.md``; a test keeps the two in step.
+
+Hierarchy::
+
+    KeyproofError                       code, status, oauth_error
+    ├── InvalidRequest          400     malformed input (nothing was proven or refused)
+    │   ├── MalformedMessage            the signed text breaks its grammar
+    │   ├── MalformedSignature          wrong length, encoding or recovery id
+    │   ├── InvalidAccount              account id unparseable or not allowed
+    │   ├── InvalidScope                scope unknown or not grantable
+    │   ├── InvalidAction               signed action document malformed
+    │   ├── PayloadTooLarge     413
+    │   └── UnsupportedMediaType 415
+    ├── ProofRejected           401     the proof was well-formed but does not hold
+    │   ├── BindingMismatch             a field differs from what the challenge bound
+    │   ├── OutsideValidity             time window check failed
+    │   ├── NonceRejected               unknown, expired or already used nonce
+    │   ├── SignatureInvalid            the signature does not verify for the account
+    │   └── ActionRejected              signed action replayed, expired or not the holder's
+    ├── TokenInvalid            401     a presented access token is not acceptable
+    ├── InsufficientScope       403
+    ├── NotFound                404
+    ├── MethodNotAllowed        405
+    ├── RateLimited             429     carries ``retry_after``
+    ├── Unavailable             503     a dependency is down; fail closed
+    └── ConfigurationError              invalid settings, raised at startup only
+
+Public messages never contain secrets or oracle detail about why a signature failed.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "ActionRejected",
+    "BindingMismatch",
+    "ConfigurationError",
+    "InsufficientScope",
+    "InvalidAccount",
+    "InvalidAction",
+    "InvalidRequest",
+    "InvalidScope",
+    "KeyproofError",
+    "MalformedMessage",
+    "MalformedSignature",
+    "MethodNotAllowed",
+    "NonceRejected",
+    "NotFound",
+    "OutsideValidity",
+    "PayloadTooLarge",
+    "ProofRejected",
+    "RateLimited",
+    "SignatureInvalid",
+    "TokenInvalid",
+    "Unavailable",
+    "UnsupportedMediaType",
+    "all_codes",
+]
+
+
+class KeyproofError(Exception):
+    """Root of every keyproof error.
+
+    ``code`` is the stable snake_case identifier; ``status`` the HTTP status;
+    ``oauth_error`` the RFC 6749 style ``error`` member of the JSON body.
+    """
+
+    status: ClassVar[int] = 400
+    oauth_error: ClassVar[str] = "invalid_request"
+    codes: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, code: str, description: str) -> None:
+        if code not in self.codes:
+            raise ValueError(f"{type(self).__name__} has no code {code!r}")
+        super().__init__(description)
+        self.code = code
+        self.description = description
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.code!r}, {self.description!r})"
+
+
+class InvalidRequest(KeyproofError):
+    codes = frozenset({"invalid_json", "invalid_field", "missing_field", "not_supported"})
+
+
+class MalformedMessage(InvalidRequest):
+    codes = frozenset({"malformed_message", "message_too_long"})
+
+
+class MalformedSignature(InvalidRequest):
+    codes = frozenset({"malformed_signature"})
+
+
+class InvalidAccount(InvalidRequest):
+    codes = frozenset({"invalid_account", "unsupported_account", "invalid_public_key"})
+
+
+class InvalidScope(InvalidRequest):
+    oauth_error = "invalid_scope"
+    codes = frozenset({"unknown_scope", "scope_not_allowed", "invalid_audience"})
+
+
+class InvalidAction(InvalidRequest):
+    codes = frozenset({"malformed_action", "amount_out_of_range"})
+
+
+class PayloadTooLarge(InvalidRequest):
+    status = 413
+    codes = frozenset({"payload_too_large"})
+
+
+class UnsupportedMediaType(InvalidRequest):
+    status = 415
+    codes = frozenset({"unsupported_media_type"})
+
+
+class ProofRejected(KeyproofError):
+    status = 401
+    oauth_error = "invalid_grant"
+
+
+class BindingMismatch(ProofRejected):
+    codes = frozenset(
+        {
+            "domain_mismatch",
+            "uri_mismatch",
+            "chain_mismatch",
+            "account_mismatch",
+            "scope_mismatch",
+            "message_mismatch",
+        }
+    )
+
+
+class OutsideValidity(ProofRejected):
+    codes = frozenset({"message_expired", "message_not_yet_valid", "issued_at_invalid"})
+
+
+class NonceRejected(ProofRejected):
+    codes = frozenset({"nonce_unknown", "nonce_used"})
+
+
+class SignatureInvalid(ProofRejected):
+    codes = frozenset({"signature_invalid"})
+
+
+class ActionRejected(ProofRejected):
+    codes = frozenset(
+        {"action_replayed", "action_expired", "action_signer_mismatch", "action_domain_mismatch"}
+    )
+
+
+class TokenInvalid(KeyproofError):
+    status = 401
+    oauth_error = "invalid_token"
+    codes = frozenset({"token_invalid", "token_expired", "token_revoked"})
+
+
+class InsufficientScope(KeyproofError):
+    status = 403
+    oauth_error = "insufficient_scope"
+    codes = frozenset({"insufficient_scope"})
+
+
+class NotFound(KeyproofError):
+    status = 404
+    oauth_error = "not_found"
+    codes = frozenset({"not_found"})
+
+
+class MethodNotAllowed(KeyproofError):
+    status = 405
+    oauth_error = "invalid_request"
+    codes = frozenset({"method_not_allowed"})
+
+
+class RateLimited(KeyproofError):
+    status = 429
+    oauth_error = "slow_down"
+    codes = frozenset({"rate_limited", "too_many_challenges"})
+
+    def __init__(self, code: str, description: str, *, retry_after: int) -> None:
+        super().__init__(code, description)
+        self.retry_after = retry_after
+
+
+class Unavailable(KeyproofError):
+    status = 503
+    oauth_error = "temporarily_unavailable"
+    codes = frozenset({"store_unavailable"})
+
+    def __init__(self, code: str, description: str, *, retry_after: int = 1) -> None:
+        super().__init__(code, description)
+        self.retry_after = retry_after
+
+
+class ConfigurationError(KeyproofError):
+    status = 500
+    oauth_error = "server_error"
+    codes = frozenset({"invalid_setting", "invalid_policy", "invalid_key_file"})
+
+
+def _concrete_classes() -> list[type[KeyproofError]]:
+    found: list[type[KeyproofError]] = []
+    pending: list[type[KeyproofError]] = [KeyproofError]
+    while pending:
+        cls = pending.pop()
+        found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+def all_codes() -> dict[str, type[KeyproofError]]:
+    """Map every code to the class that raises it (each code belongs to one class)."""
+    return {code: cls for cls in _concrete_classes() for code in cls.codes}

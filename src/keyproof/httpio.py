@@ -1,0 +1,110 @@
+"""Bounded JSON request bodies and the error response shape shared by every endpoint."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from keyproof.errors import (
+    InvalidRequest,
+    KeyproofError,
+    PayloadTooLarge,
+    RateLimited,
+    Unavailable,
+    UnsupportedMediaType,
+)
+
+__all__ = ["MAX_JSON_DEPTH", "error_response", "json_response", "read_json_object", "string_field"]
+
+MAX_JSON_DEPTH = 8
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def json_response(body: Any, status: int = 200, *, no_store: bool = False) -> JSONResponse:
+    return JSONResponse(body, status_code=status, headers=NO_STORE if no_store else None)
+
+
+def error_response(error: KeyproofError) -> JSONResponse:
+    """The OAuth error shape with keyproof's stable code as ``reason``."""
+    body = {
+        "error": error.oauth_error,
+        "reason": error.code,
+        "error_description": error.description,
+    }
+    headers = dict(NO_STORE)
+    if isinstance(error, RateLimited | Unavailable):
+        headers["Retry-After"] = str(error.retry_after)
+    return JSONResponse(body, status_code=error.status, headers=headers)
+
+
+async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
+    """Read and parse a JSON object body, refusing oversize, non-JSON and deep input."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        raise UnsupportedMediaType("unsupported_media_type", "send application/json")
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
+        raise PayloadTooLarge("payload_too_large", f"body exceeds {max_bytes} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > max_bytes:
+            raise PayloadTooLarge("payload_too_large", f"body exceeds {max_bytes} bytes")
+    return _parse_object(bytes(body))
+
+
+def _parse_object(body: bytes) -> dict[str, Any]:
+    brackets = body.count(b"[") + body.count(b"{")
+    if brackets > MAX_JSON_DEPTH and _nesting_depth(body) > MAX_JSON_DEPTH:
+        raise InvalidRequest("invalid_json", "JSON nested too deeply")
+    try:
+        value = json.loads(body, object_pairs_hook=_no_duplicate_keys)
+    except (ValueError, RecursionError):
+        raise InvalidRequest("invalid_json", "body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise InvalidRequest("invalid_json", "body must be a JSON object")
+    return value
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("duplicate key")
+    return result
+
+
+def _nesting_depth(body: bytes) -> int:
+    """Maximum bracket depth outside strings, found before ``json.loads`` recurses."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+def string_field(body: dict[str, Any], name: str, *, required: bool = True) -> str | None:
+    """A string member of the body; missing or wrongly typed members are 400s."""
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise InvalidRequest("missing_field", f"{name} is required")
+        return None
+    if not isinstance(value, str):
+        raise InvalidRequest("invalid_field", f"{name} must be a string")
+    return value

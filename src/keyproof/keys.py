@@ -1,0 +1,190 @@
+"""The server's own Ed25519 signing keys: an ordered set with ``kid``s.
+
+The newest *active* key signs; every key in the file is published in the JWKS and
+verifies. Rotation adds a key that is published at once but signs only from its
+``active_from`` time, so verifiers have fetched it before the first token they see.
+The file lives in the data directory with mode 0600 and is replaced atomically.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
+
+from keyproof.errors import ConfigurationError
+
+__all__ = ["KEY_FILE_NAME", "KeySet", "SigningKey", "jwk_thumbprint"]
+
+KEY_FILE_NAME = "signing-keys.json"
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def jwk_thumbprint(public_jwk: dict[str, str]) -> str:
+    """RFC 7638 thumbprint of an OKP key: SHA-256 over the required members, sorted."""
+    members = {k: public_jwk[k] for k in ("crv", "kty", "x")}
+    canonical = json.dumps(members, separators=(",", ":"), sort_keys=True)
+    return _b64url(hashlib.sha256(canonical.encode("ascii")).digest())
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """One Ed25519 key with its id and the time from which it may sign."""
+
+    kid: str
+    private: Ed25519PrivateKey
+    created_at: int
+    active_from: int
+
+    def __repr__(self) -> str:
+        return f"SigningKey(kid={self.kid!r}, active_from={self.active_from})"
+
+    @property
+    def public(self) -> Ed25519PublicKey:
+        return self.private.public_key()
+
+    def public_jwk(self) -> dict[str, str]:
+        raw = self.public.public_bytes(Encoding.Raw, PublicFormat.Raw)
+        return {
+            "kty": "OKP",
+            "crv": "Ed25519",
+            "x": _b64url(raw),
+            "kid": self.kid,
+            "alg": "EdDSA",
+            "use": "sig",
+        }
+
+    @classmethod
+    def generate(cls, now: int, active_from: int | None = None) -> SigningKey:
+        private = Ed25519PrivateKey.generate()
+        raw = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        kid = jwk_thumbprint({"kty": "OKP", "crv": "Ed25519", "x": _b64url(raw)})
+        return cls(kid, private, now, now if active_from is None else active_from)
+
+    def to_record(self) -> dict[str, Any]:
+        seed = self.private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        return {
+            "kid": self.kid,
+            "d": _b64url(seed),
+            "created_at": self.created_at,
+            "active_from": self.active_from,
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> SigningKey:
+        private = Ed25519PrivateKey.from_private_bytes(_unb64url(record["d"]))
+        key = cls(
+            str(record["kid"]), private, int(record["created_at"]), int(record["active_from"])
+        )
+        if jwk_thumbprint(key.public_jwk()) != key.kid:
+            raise ValueError("kid does not match the key")
+        return key
+
+
+class KeySet:
+    """Ordered signing keys, oldest first."""
+
+    def __init__(self, keys: list[SigningKey], clock: Callable[[], float] = time.time) -> None:
+        if not keys:
+            raise ConfigurationError("invalid_key_file", "the key set is empty")
+        self.keys = sorted(keys, key=lambda k: (k.active_from, k.created_at))
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return f"KeySet(kids={[k.kid for k in self.keys]!r})"
+
+    def signing_key(self) -> SigningKey:
+        """The newest key whose ``active_from`` has passed (the oldest if none has)."""
+        now = self._clock()
+        active = [k for k in self.keys if k.active_from <= now]
+        return active[-1] if active else self.keys[0]
+
+    def public_keys(self) -> dict[str, Ed25519PublicKey]:
+        return {k.kid: k.public for k in self.keys}
+
+    def jwks(self) -> dict[str, list[dict[str, str]]]:
+        return {"keys": [k.public_jwk() for k in self.keys]}
+
+    # -- persistence -------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: Path, clock: Callable[[], float] = time.time) -> KeySet:
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+            keys = [SigningKey.from_record(r) for r in document["keys"]]
+        except FileNotFoundError:
+            raise ConfigurationError("invalid_key_file", f"no key file at {path}") from None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            reason = type(exc).__name__
+            raise ConfigurationError("invalid_key_file", f"{path} unreadable ({reason})") from None
+        return cls(keys, clock)
+
+    @classmethod
+    def load_or_create(cls, path: Path, clock: Callable[[], float] = time.time) -> KeySet:
+        """Load the key file, creating it with one fresh key if it does not exist."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            first = cls([SigningKey.generate(int(clock()))], clock)
+            # Another worker may have created it first; then load theirs.
+            with contextlib.suppress(FileExistsError):
+                first._write(path, exclusive=True)
+        return cls.load(path, clock)
+
+    def save(self, path: Path) -> None:
+        self._write(path, exclusive=False)
+
+    def _write(self, path: Path, *, exclusive: bool) -> None:
+        data = json.dumps({"keys": [k.to_record() for k in self.keys]}, indent=2).encode()
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if exclusive:
+            try:
+                os.link(tmp, path)
+            finally:
+                tmp.unlink()
+        else:
+            tmp.replace(path)
+
+    def rotated(self, publish_for: int) -> KeySet:
+        """A new set with a fresh key that starts signing ``publish_for`` seconds from now."""
+        now = int(self._clock())
+        return KeySet([*self.keys, SigningKey.generate(now, now + publish_for)], self._clock)
+
+    def retired(self) -> KeySet:
+        """A new set without the oldest key; the set never drops its signing key."""
+        if len(self.keys) < 2:
+            raise ConfigurationError("invalid_key_file", "cannot retire the only key")
+        oldest = self.keys[0]
+        if oldest is self.signing_key():
+            raise ConfigurationError("invalid_key_file", "the oldest key still signs")
+        return KeySet(self.keys[1:], self._clock)

@@ -1,0 +1,124 @@
+"""Which scopes an account may be granted, and for how long (DESIGN §3).
+
+A scope is ``namespace:name``. The policy lists every scope the deployment knows;
+grants name known scopes or, where the policy says so, ``namespace:*``. Matching is
+exact: no case folding, no other wildcards. A token carries ``signed ∩ granted``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from keyproof.errors import ConfigurationError, InvalidScope
+
+__all__ = ["MAX_TOKEN_LIFETIME", "Policy", "parse_scope_string"]
+
+MAX_TOKEN_LIFETIME = 3600
+SCOPE_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}:[a-z0-9][a-z0-9_.-]{0,63}")
+GRANT_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}:(\*|[a-z0-9][a-z0-9_.-]{0,63})")
+MAX_SCOPES = 32
+
+
+def parse_scope_string(text: str) -> tuple[str, ...]:
+    """Split an RFC 6749 scope string into sorted unique scopes; raises ``unknown_scope``."""
+    if len(text) > MAX_SCOPES * 130:
+        raise InvalidScope("unknown_scope", "scope string too long")
+    scopes = text.split(" ") if text else []
+    if len(scopes) > MAX_SCOPES:
+        raise InvalidScope("unknown_scope", f"at most {MAX_SCOPES} scopes")
+    for scope in scopes:
+        if not SCOPE_PATTERN.fullmatch(scope):
+            raise InvalidScope("unknown_scope", f"not a scope (namespace:name): {scope[:40]!r}")
+    return tuple(sorted(set(scopes)))
+
+
+def _grant_set(value: Any, where: str) -> frozenset[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigurationError("invalid_policy", f"{where} must be a list of scopes")
+    for grant in value:
+        if not GRANT_PATTERN.fullmatch(grant):
+            raise ConfigurationError("invalid_policy", f"{where}: not a scope: {grant!r}")
+    return frozenset(value)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Scope grants: for every account, per account namespace, and per listed account."""
+
+    scopes: frozenset[str] = frozenset({"profile:read"})
+    default: frozenset[str] = frozenset({"profile:read"})
+    namespaces: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    accounts: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    lifetimes: Mapping[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        grants = [self.default, *self.namespaces.values(), *self.accounts.values()]
+        for grant in (g for group in grants for g in group):
+            if not self._is_known_grant(grant):
+                raise ConfigurationError("invalid_policy", f"grant of unknown scope {grant!r}")
+        for scope, seconds in self.lifetimes.items():
+            if scope not in self.scopes:
+                raise ConfigurationError("invalid_policy", f"lifetime for unknown scope {scope!r}")
+            if not 0 < seconds <= MAX_TOKEN_LIFETIME:
+                raise ConfigurationError("invalid_policy", f"lifetime of {scope!r} out of range")
+
+    @classmethod
+    def from_toml(cls, table: Mapping[str, Any]) -> Policy:
+        """Build from the ``[policy]`` table of the configuration file."""
+        unknown = set(table) - {"scopes", "default", "namespaces", "accounts", "lifetimes"}
+        if unknown:
+            raise ConfigurationError("invalid_policy", f"unknown policy keys: {sorted(unknown)}")
+        scopes = _grant_set(table.get("scopes", sorted(cls.scopes)), "policy.scopes")
+        if any(s.endswith(":*") for s in scopes):
+            raise ConfigurationError("invalid_policy", "policy.scopes lists exact scopes only")
+        return cls(
+            scopes=scopes,
+            default=_grant_set(table.get("default", []), "policy.default"),
+            namespaces=_grant_table(table.get("namespaces", {}), "policy.namespaces"),
+            accounts=_grant_table(table.get("accounts", {}), "policy.accounts"),
+            lifetimes=_lifetimes(table.get("lifetimes", {})),
+        )
+
+    def _is_known_grant(self, grant: str) -> bool:
+        if grant.endswith(":*"):
+            prefix = grant[:-1]
+            return any(scope.startswith(prefix) for scope in self.scopes)
+        return grant in self.scopes
+
+    def check_known(self, scopes: Iterable[str]) -> None:
+        """Raise ``unknown_scope`` for any scope the deployment does not define."""
+        for scope in scopes:
+            if scope not in self.scopes:
+                raise InvalidScope("unknown_scope", f"unknown scope {scope!r}")
+
+    def grantable(self, account_id: str, namespace: str) -> frozenset[str]:
+        """Every known scope the policy grants this account."""
+        grants = self.default | self.namespaces.get(namespace, frozenset())
+        grants |= self.accounts.get(account_id, frozenset())
+        return frozenset(s for s in self.scopes if _granted(s, grants))
+
+    def lifetime(self, scopes: Iterable[str], default: int) -> int:
+        """The shortest lifetime configured for any of ``scopes``, else ``default``."""
+        return min([default, *(self.lifetimes[s] for s in scopes if s in self.lifetimes)])
+
+
+def _granted(scope: str, grants: frozenset[str]) -> bool:
+    namespace = scope.split(":", 1)[0]
+    return scope in grants or f"{namespace}:*" in grants
+
+
+def _grant_table(value: Any, where: str) -> dict[str, frozenset[str]]:
+    if not isinstance(value, dict):
+        raise ConfigurationError("invalid_policy", f"{where} must be a table")
+    return {str(k): _grant_set(v, f"{where}.{k}") for k, v in value.items()}
+
+
+def _lifetimes(value: Any) -> dict[str, int]:
+    if not isinstance(value, dict) or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value.values()
+    ):
+        raise ConfigurationError("invalid_policy", "policy.lifetimes maps scopes to seconds")
+    return {str(k): int(v) for k, v in value.items()}

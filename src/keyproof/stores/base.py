@@ -1,0 +1,73 @@
+"""The store interface: a handful of atomic operations every backend provides.
+
+keyproof keeps four kinds of short-lived state (DESIGN §6): outstanding challenges,
+revoked token ids, used signed-action ids and rate-limit counters. Every entry has a
+time to live; nothing is kept forever. Each operation is one atomic step on the
+backend, so several processes or replicas sharing a store keep the guarantees of one.
+"""
+
+from __future__ import annotations
+
+import abc
+from enum import StrEnum
+
+__all__ = ["Kind", "Store"]
+
+
+class Kind(StrEnum):
+    """Namespaces of the store; keys of different kinds never collide."""
+
+    CHALLENGE = "challenge"
+    USED_NONCE = "used_nonce"
+    REVOKED = "revoked"
+    ACTION = "action"
+    COUNTER = "counter"
+
+
+class Store(abc.ABC):
+    """Async key/value store with TTLs and atomic insert-if-absent and take.
+
+    Keys are short strings chosen by keyproof; values are opaque bytes. ``ttl`` and
+    ``window`` are in seconds and must be positive and finite: they come from keyproof
+    itself, so a bad one raises ``ValueError`` (a programming error, not a client one).
+    An entry is live while ``now < written_at + ttl``. Backends raise
+    ``keyproof.errors.Unavailable`` when they cannot reach their storage, and after
+    :meth:`close`; never anything else for an I/O failure.
+
+    A key used with :meth:`hit` should not also be written with :meth:`add`; a
+    counter reads back through :meth:`get` and :meth:`take` as ASCII decimal bytes.
+    """
+
+    @abc.abstractmethod
+    async def add(self, kind: Kind, key: str, value: bytes, ttl: float) -> bool:
+        """Insert if absent (or expired). True if inserted, False if a live entry exists."""
+
+    @abc.abstractmethod
+    async def get(self, kind: Kind, key: str) -> bytes | None:
+        """The live value, or None. Never modifies anything."""
+
+    @abc.abstractmethod
+    async def take(self, kind: Kind, key: str) -> bytes | None:
+        """Atomically return and delete the live value; exactly one concurrent caller wins."""
+
+    @abc.abstractmethod
+    async def hit(self, kind: Kind, key: str, window: float) -> int:
+        """Increment a counter that expires ``window`` seconds after its first hit.
+
+        Returns the count after incrementing (1 for the first hit in a window).
+        """
+
+    @abc.abstractmethod
+    async def count(self, kind: Kind) -> int:
+        """Number of live entries of ``kind`` (bounded-size checks and tests).
+
+        May walk every entry of ``kind``; not for a request's hot path.
+        """
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Raise ``Unavailable`` if the backend cannot be reached."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release connections; idempotent. Every later call raises ``Unavailable``."""

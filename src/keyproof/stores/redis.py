@@ -1,0 +1,153 @@
+"""Shared store on Redis for several replicas on several hosts (``redis://host:port/db``).
+
+Each entry is one Redis key ``<prefix><kind>:<key>`` with a millisecond TTL; Redis owns
+the clock, so expiry is not injectable. Every operation is one atomic command: ``add``
+is ``SET NX PX``, ``take`` is ``GETDEL`` (Redis >= 6.2), ``hit`` a three-line Lua
+script that sets the TTL in the same step as the increment, so a counter never lives
+forever. A per-deployment ``prefix`` lets several deployments share one database.
+
+Failures of any kind (refused, timed out, protocol or server error) surface as
+``Unavailable("store_unavailable")`` so callers fail closed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Awaitable
+from typing import Final, TypeVar
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+
+from keyproof.errors import ConfigurationError, Unavailable
+from keyproof.stores import DEFAULT_REDIS_PREFIX, check_ttl
+from keyproof.stores.base import Kind, Store
+
+__all__ = ["SCAN_COUNT", "RedisStore"]
+
+SCAN_COUNT: Final = 1000
+_T = TypeVar("_T")
+
+# Also repairs a counter left without a TTL, whatever wrote it.
+_HIT_SCRIPT = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 or redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return n
+"""
+
+
+class RedisStore(Store):
+    """:class:`Store` on a Redis server reached through a pooled asyncio client.
+
+    ``url`` is passed to ``redis.asyncio.BlockingConnectionPool.from_url``; its query
+    may override the defaults below: at most 100 connections, a command waits up to 2 s
+    for a free one (bursts queue instead of failing), 2 s socket timeouts, a health
+    check on connections idle for 15 s. A command that fails on a broken pooled
+    connection is retried once on a fresh one; a timed-out command is not, since it
+    may have run.
+    """
+
+    def __init__(self, url: str, *, prefix: str = DEFAULT_REDIS_PREFIX) -> None:
+        if not prefix:
+            raise ValueError("prefix must not be empty")
+        self._prefix = prefix
+        self._closed = False
+        try:
+            pool = BlockingConnectionPool.from_url(
+                url,
+                max_connections=100,
+                timeout=2.0,
+                socket_timeout=2.0,
+                socket_connect_timeout=2.0,
+                health_check_interval=15,
+                retry=Retry(
+                    ExponentialBackoff(cap=0.2, base=0.02),
+                    retries=1,
+                    supported_errors=(RedisConnectionError,),
+                ),
+                decode_responses=False,
+            )
+        except (ValueError, TypeError):
+            raise ConfigurationError("invalid_setting", "the Redis store URL is invalid") from None
+        self._redis = Redis.from_pool(pool)
+        self._hit = self._redis.register_script(_HIT_SCRIPT)
+
+    @property
+    def prefix(self) -> str:
+        """Prepended to every key this store writes."""
+        return self._prefix
+
+    async def add(self, kind: Kind, key: str, value: bytes, ttl: float) -> bool:
+        check_ttl(ttl)
+        client = self._client()
+        done = await self._call(client.set(self._key(kind, key), value, px=_ms(ttl), nx=True))
+        return bool(done)
+
+    async def get(self, kind: Kind, key: str) -> bytes | None:
+        client = self._client()
+        return _bytes(await self._call(client.get(self._key(kind, key))))
+
+    async def take(self, kind: Kind, key: str) -> bytes | None:
+        client = self._client()
+        return _bytes(await self._call(client.getdel(self._key(kind, key))))
+
+    async def hit(self, kind: Kind, key: str, window: float) -> int:
+        check_ttl(window, "window")
+        client = self._client()
+        result = await self._call(
+            self._hit(keys=[self._key(kind, key)], args=[_ms(window)], client=client)
+        )
+        return int(result)
+
+    async def count(self, kind: Kind) -> int:
+        """Live keys of ``kind``, found with SCAN (``SCAN_COUNT`` keys per round trip).
+
+        SCAN may report a key twice while Redis rehashes, hence the set.
+        """
+        client = self._client()
+        pattern = f"{self._prefix}{kind.value}:*"
+        seen: set[bytes | str] = set()
+        cursor, keys = await self._call(client.scan(0, match=pattern, count=SCAN_COUNT))
+        seen.update(keys)
+        while cursor:
+            cursor, keys = await self._call(client.scan(cursor, match=pattern, count=SCAN_COUNT))
+            seen.update(keys)
+        return len(seen)
+
+    async def ping(self) -> None:
+        client = self._client()
+        await self._call(client.ping())
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(RedisError, OSError):  # dropping the connections either way
+            await self._redis.aclose()
+
+    def _key(self, kind: Kind, key: str) -> str:
+        return f"{self._prefix}{kind.value}:{key}"
+
+    def _client(self) -> Redis:
+        if self._closed:
+            raise Unavailable("store_unavailable", "the store is closed")
+        return self._redis
+
+    async def _call(self, command: Awaitable[_T]) -> _T:
+        try:
+            return await command
+        except (RedisError, OSError) as exc:
+            raise Unavailable("store_unavailable", "the Redis store failed") from exc
+
+
+def _ms(seconds: float) -> int:
+    """Milliseconds, rounded up so an entry never expires before it was asked to."""
+    return max(1, math.ceil(seconds * 1000))
+
+
+def _bytes(value: object) -> bytes | None:
+    return value if isinstance(value, bytes) else None

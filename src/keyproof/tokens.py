@@ -1,0 +1,150 @@
+"""RFC 9068 JWT access tokens, signed with the server's Ed25519 key set.
+
+Minting and verification pin ``EdDSA`` and ``typ: at+jwt``; the token header never
+chooses the key source (``jku``, ``x5u`` and embedded ``jwk`` are ignored: keys come
+from the caller's key map only) and any ``crit`` header is refused. Time claims are
+checked against an injected clock with a small leeway.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from keyproof.errors import TokenInvalid
+from keyproof.keys import KeySet
+
+__all__ = ["ACCESS_TOKEN_TYPE", "AccessToken", "mint_access_token", "verify_access_token"]
+
+ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - a media type, not a secret
+MAX_TOKEN_BYTES = 8192
+REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "iat", "nbf", "jti", "scope", "client_id")
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    """A minted token and the claims it carries."""
+
+    token: str
+    claims: Mapping[str, Any]
+
+    def __repr__(self) -> str:
+        return f"AccessToken(jti={self.claims.get('jti')!r}, sub={self.claims.get('sub')!r})"
+
+    @property
+    def scope(self) -> str:
+        return str(self.claims["scope"])
+
+    @property
+    def expires_in(self) -> int:
+        return int(self.claims["exp"]) - int(self.claims["iat"])
+
+
+def mint_access_token(
+    keys: KeySet,
+    *,
+    issuer: str,
+    subject: str,
+    audience: str,
+    scope: str,
+    client_id: str,
+    lifetime: int,
+    now: int,
+) -> AccessToken:
+    """Sign an access token with the current signing key."""
+    key = keys.signing_key()
+    claims: dict[str, Any] = {
+        "iss": issuer,
+        "sub": subject,
+        "aud": audience,
+        "exp": now + lifetime,
+        "iat": now,
+        "nbf": now,
+        "jti": secrets.token_urlsafe(16),
+        "scope": scope,
+        "client_id": client_id,
+    }
+    headers = {"typ": ACCESS_TOKEN_TYPE, "kid": key.kid}
+    token = jwt.encode(claims, key.private, algorithm="EdDSA", headers=headers)
+    return AccessToken(token, claims)
+
+
+def _invalid(description: str) -> TokenInvalid:
+    return TokenInvalid("token_invalid", description)
+
+
+def _checked_header(token: str, keys: Mapping[str, Ed25519PublicKey]) -> Ed25519PublicKey:
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise _invalid("malformed token") from None
+    if header.get("alg") != "EdDSA":
+        raise _invalid("algorithm not allowed")
+    if header.get("typ") != ACCESS_TOKEN_TYPE:
+        raise _invalid("not an access token (typ)")
+    if "crit" in header:
+        raise _invalid("critical header parameters are not supported")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or kid not in keys:
+        raise _invalid("unknown key id")
+    return keys[kid]
+
+
+def verify_access_token(
+    token: str,
+    *,
+    keys: Mapping[str, Ed25519PublicKey],
+    issuer: str,
+    audience: str,
+    now: int,
+    leeway: int = 30,
+) -> dict[str, Any]:
+    """Verify signature and every claim; return the claims or raise ``TokenInvalid``."""
+    if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_BYTES:
+        raise _invalid("malformed token")
+    key = _checked_header(token, keys)
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=["EdDSA"],
+            audience=audience,
+            issuer=issuer,
+            # exp/nbf/iat are checked below against the injected clock, not wall time.
+            options={
+                "require": list(REQUIRED_CLAIMS),
+                "verify_exp": False,
+                "verify_nbf": False,
+                "verify_iat": False,
+            },
+        )
+    except jwt.InvalidAudienceError:
+        raise _invalid("token is for another audience") from None
+    except jwt.InvalidIssuerError:
+        raise _invalid("token is from another issuer") from None
+    except jwt.PyJWTError:
+        raise _invalid("signature or claims invalid") from None
+    _check_times(claims, now, leeway)
+    _check_types(claims)
+    return claims
+
+
+def _check_times(claims: Mapping[str, Any], now: int, leeway: int) -> None:
+    for name in ("exp", "nbf", "iat"):
+        if not isinstance(claims[name], int) or isinstance(claims[name], bool):
+            raise _invalid(f"{name} must be an integer")
+    if now >= claims["exp"] + leeway:
+        raise TokenInvalid("token_expired", "token expired")
+    if now + leeway < claims["nbf"] or now + leeway < claims["iat"]:
+        raise _invalid("token not yet valid")
+
+
+def _check_types(claims: Mapping[str, Any]) -> None:
+    for name in ("sub", "scope", "client_id", "jti"):
+        if not isinstance(claims[name], str):
+            raise _invalid(f"{name} must be a string")

@@ -1,0 +1,175 @@
+"""Shared fixtures: settings, services, signing wallets, and log hygiene."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from keyproof.config import Settings
+from keyproof.keys import KeySet, SigningKey
+from keyproof.policy import Policy
+from keyproof.service import Service
+from keyproof.stores.memory import MemoryStore
+
+# --- clock and service ----------------------------------------------------------------
+
+START = 1_800_000_000  # 2027-01-15T08:00:00Z
+TEST_POLICY = Policy(
+    scopes=frozenset({"profile:read", "escrow:read", "escrow:release", "admin:all"}),
+    default=frozenset({"profile:read", "escrow:read"}),
+    namespaces={"eip155": frozenset({"escrow:release"})},
+)
+
+
+class FrozenClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, now: float = START) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path,
+        store="memory://",
+        chains=("eip155:1", "eip155:137"),
+        policy=TEST_POLICY,
+    )
+
+
+@pytest.fixture
+def keyset(clock: FrozenClock) -> KeySet:
+    return KeySet([SigningKey.generate(int(clock()))], clock)
+
+
+@pytest.fixture
+async def service(settings: Settings, keyset: KeySet, clock: FrozenClock) -> AsyncIterator[Service]:
+    store = MemoryStore(clock=clock)
+    yield Service(settings, store, keyset, clock)
+    await store.close()
+
+
+# --- log hygiene: nothing secret may ever be logged -------------------------------------
+
+SECRET_PATTERNS = (
+    re.compile(r"eyJ[\w-]{8,}\.eyJ[\w-]{8,}\.[\w-]{20,}"),  # a JWT
+    re.compile(r"0x[0-9a-fA-F]{128,132}\b"),  # an EIP-191 signature
+    re.compile(r'"d"\s*:\s*"[\w-]{40,}"'),  # a JWK private member
+)
+SERVER_LOGS: list[Path] = []
+_records: list[str] = []
+
+
+class _CollectingHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        _records.append(self.format(record))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    logging.getLogger().addHandler(_CollectingHandler(level=logging.DEBUG))
+
+
+def secrets_in(text: str) -> list[str]:
+    return [m.group(0)[:24] + "…" for p in SECRET_PATTERNS for m in p.finditer(text)]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    texts = list(_records) + [p.read_text(errors="replace") for p in SERVER_LOGS if p.exists()]
+    leaked = [s for text in texts for s in secrets_in(text)]
+    if leaked:
+        print(f"\nSECRETS FOUND IN LOGS: {leaked[:5]}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def server_log() -> Iterator[list[Path]]:
+    """Register server log files for the end-of-session secret scan."""
+    yield SERVER_LOGS
+
+
+# === Redis ==============================================================================
+# Fixtures for tests marked @pytest.mark.redis; they talk to a live server at
+# KEYPROOF_REDIS_URL (default redis://127.0.0.1:6379/15). Unreachable -> the tests skip,
+# or fail when KEYPROOF_REQUIRE_REDIS=1 (CI). Every test gets its own key prefix and
+# its keys are deleted afterwards.
+
+import os  # noqa: E402
+import uuid  # noqa: E402
+from urllib.parse import urlsplit  # noqa: E402
+
+import redis  # noqa: E402
+
+from keyproof.stores.redis import RedisStore  # noqa: E402
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+def _redacted(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The test server's URL; skips (or fails, if required) when it does not answer."""
+    url = os.environ.get("KEYPROOF_REDIS_URL", DEFAULT_REDIS_URL)
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        client.ping()
+    except (redis.RedisError, ValueError) as exc:
+        message = (
+            f"Redis not reachable at {_redacted(url)} ({type(exc).__name__}); "
+            "set KEYPROOF_REDIS_URL or start redis-server"
+        )
+        if os.environ.get("KEYPROOF_REQUIRE_REDIS") == "1":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    finally:
+        client.close()
+    return url
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    """A plain synchronous client for inspecting keys (PTTL, raw values)."""
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=2)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def redis_prefix(redis_client: redis.Redis) -> Iterator[str]:
+    """A key prefix unique to the test; its keys are deleted afterwards."""
+    prefix = f"keyproof-test:{uuid.uuid4().hex}:"
+    yield prefix
+    keys = list(redis_client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        redis_client.delete(*keys)
+
+
+@pytest.fixture
+async def redis_store(redis_url: str, redis_prefix: str) -> AsyncIterator[RedisStore]:
+    store = RedisStore(redis_url, prefix=redis_prefix)
+    yield store
+    await store.close()
+
+
+# === end of Redis =======================================================================

@@ -1,0 +1,216 @@
+"""SQLite specifics: the file, its pragmas, purging, failures and crash durability."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from keyproof.errors import Unavailable
+from keyproof.stores.base import Kind
+from keyproof.stores.sqlite import PURGE_BATCH, PURGE_EVERY, SqliteStore
+
+from .harness import WORKER, FakeClock, worker_env
+
+CHALLENGE = Kind.CHALLENGE
+
+
+def rows(path: Path) -> int:
+    with sqlite3.connect(path) as conn:
+        count: int = conn.execute("SELECT count(*) FROM entries").fetchone()[0]
+    conn.close()
+    return count
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def store(tmp_path: Path, clock: FakeClock) -> AsyncIterator[SqliteStore]:
+    opened = SqliteStore(tmp_path / "store.db", clock=clock)
+    yield opened
+    await opened.close()
+
+
+async def test_creates_parent_directories_and_a_private_file(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "keyproof.db"
+    store = SqliteStore(path)
+    await store.add(CHALLENGE, "n1", b"v", 60)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    for sidecar in (Path(f"{path}-wal"), Path(f"{path}-shm")):
+        assert stat.S_IMODE(sidecar.stat().st_mode) == 0o600
+    await store.close()
+
+
+async def test_uses_wal_and_the_documented_schema(store: SqliteStore, tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / "store.db") as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        table_sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'entries'").fetchone()
+        index = conn.execute(
+            "SELECT tbl_name FROM sqlite_master WHERE type = 'index' AND sql LIKE '%expires_at%'"
+        ).fetchone()
+    conn.close()
+    assert "WITHOUT ROWID" in table_sql[0]
+    assert index == ("entries",)
+
+
+@pytest.mark.parametrize(("synchronous", "level"), [("normal", 1), ("full", 2)])
+async def test_synchronous_level(tmp_path: Path, synchronous: str, level: int) -> None:
+    store = SqliteStore(tmp_path / "store.db", synchronous=synchronous)
+    conn = store._conn
+    assert await store._run(lambda: conn.execute("PRAGMA synchronous").fetchone()) == (level,)
+    await store.close()
+
+
+def test_rejects_an_unknown_synchronous_level(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="synchronous"):
+        SqliteStore(tmp_path / "store.db", synchronous="off")
+
+
+async def test_entries_survive_reopening(tmp_path: Path, clock: FakeClock) -> None:
+    first = SqliteStore(tmp_path / "store.db", clock=clock)
+    await first.add(CHALLENGE, "kept", b"v", 60)
+    await first.add(CHALLENGE, "taken", b"v", 60)
+    await first.take(CHALLENGE, "taken")
+    await first.close()
+    second = SqliteStore(tmp_path / "store.db", clock=clock)
+    assert await second.get(CHALLENGE, "kept") == b"v"
+    assert await second.get(CHALLENGE, "taken") is None
+    await second.close()
+
+
+async def test_two_stores_on_one_file_share_state(tmp_path: Path, clock: FakeClock) -> None:
+    one = SqliteStore(tmp_path / "store.db", clock=clock)
+    two = SqliteStore(tmp_path / "store.db", clock=clock)
+    assert await one.add(CHALLENGE, "n1", b"v", 60)
+    assert await two.add(CHALLENGE, "n1", b"w", 60) is False
+    assert await two.take(CHALLENGE, "n1") == b"v"
+    assert await one.take(CHALLENGE, "n1") is None
+    await one.close()
+    await two.close()
+
+
+async def test_expired_rows_are_purged_in_bounded_batches(
+    store: SqliteStore, clock: FakeClock, tmp_path: Path
+) -> None:
+    expired = PURGE_BATCH + PURGE_BATCH // 2
+    writes = 0
+    for i in range(expired):
+        await store.add(CHALLENGE, f"old{i}", b"v", 1)
+        writes += 1
+    clock.advance(2)
+    assert rows(tmp_path / "store.db") == expired
+    for _ in range(PURGE_EVERY - writes % PURGE_EVERY):
+        await store.take(CHALLENGE, "absent")
+    assert rows(tmp_path / "store.db") == expired - PURGE_BATCH
+    for _ in range(PURGE_EVERY):
+        await store.take(CHALLENGE, "absent")
+    assert rows(tmp_path / "store.db") == 0
+
+
+async def test_purge_keeps_live_rows(store: SqliteStore, clock: FakeClock) -> None:
+    await store.add(CHALLENGE, "live", b"v", 3600)
+    for i in range(PURGE_EVERY):
+        await store.add(CHALLENGE, f"old{i}", b"v", 1)
+    clock.advance(2)
+    for _ in range(PURGE_EVERY):
+        await store.take(CHALLENGE, "absent")
+    assert await store.count(CHALLENGE) == 1
+    assert await store.get(CHALLENGE, "live") == b"v"
+
+
+def test_a_corrupt_file_is_unavailable(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    path.write_bytes(b"this is not a database, " * 200)
+    with pytest.raises(Unavailable) as caught:
+        SqliteStore(path)
+    assert caught.value.code == "store_unavailable"
+    assert str(tmp_path) not in caught.value.description
+
+
+def test_a_directory_in_place_of_the_file_is_unavailable(tmp_path: Path) -> None:
+    with pytest.raises(Unavailable):
+        SqliteStore(tmp_path)
+
+
+async def test_a_write_locked_beyond_the_busy_timeout_is_unavailable(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    path = tmp_path / "store.db"
+    store = SqliteStore(path, busy_timeout=0.05, clock=clock)
+    await store.add(CHALLENGE, "n1", b"v", 60)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(Unavailable) as caught:
+            await store.take(CHALLENGE, "n1")
+        assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
+        assert await store.get(CHALLENGE, "n1") == b"v"
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert await store.take(CHALLENGE, "n1") == b"v"
+    await store.close()
+
+
+TAKEN_BEFORE_KILL = 150
+CRASH_LIMIT = 200_000
+
+
+def test_consumed_entries_stay_consumed_after_sigkill(tmp_path: Path) -> None:
+    """Kill a writer mid-loop; whatever it reported as committed must hold on reopen."""
+    path = tmp_path / "crash.db"
+    proc = subprocess.Popen(
+        [sys.executable, str(WORKER), "crash", str(path), str(CRASH_LIMIT)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=worker_env(),
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    try:
+        taken = 0
+        while taken < TAKEN_BEFORE_KILL:
+            line = proc.stdout.readline()
+            assert line, "the worker stopped before it was killed"
+            lines.append(line)
+            taken += line.startswith("taken ")
+        proc.kill()
+        proc.wait(timeout=60)
+        lines.extend(proc.stdout.readlines())
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=60)
+        proc.stdout.close()
+    assert proc.returncode == -9
+    check_after_crash(path, [line for line in lines if line.endswith("\n")])
+
+
+def check_after_crash(path: Path, lines: list[str]) -> None:
+    added = {int(line.split()[1]) for line in lines if line.startswith("added ")}
+    taken = {int(line.split()[1]) for line in lines if line.startswith("taken ")}
+    last = max(added)
+    assert added == set(range(last + 1))
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    conn.close()
+    with sqlite3.connect(path) as conn:
+        stored = dict(conn.execute("SELECT key, value FROM entries WHERE kind = 'challenge'"))
+    conn.close()
+    for i in added:
+        if i % 3 != 0:
+            assert stored.get(f"k{i}") == f"v{i}".encode(), f"k{i} was lost"
+        elif i in taken:
+            assert f"k{i}" not in stored, f"k{i} is redeemable again"
+        else:
+            assert i == last, f"k{i} should have been reported taken"
+    assert len(taken) >= TAKEN_BEFORE_KILL
