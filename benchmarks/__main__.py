@@ -1,0 +1,188 @@
+"""Measure keyproof against well-known baselines in the same process; print JSON.
+
+Each case times keyproof's implementation and a baseline doing the same job, with the
+same inputs, interleaved, and reports the median per-call time of each and their ratio
+(baseline / keyproof: above 1 means keyproof is faster). Counts are bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from eth_account import Account
+from eth_account.messages import encode_defunct
+
+from keyproof.config import Settings
+from keyproof.crypto.secp256k1 import decode_signature_hex, keccak256, recover_eip191
+from keyproof.keys import KeySet, SigningKey
+from keyproof.messages import siwe
+from keyproof.service import Service
+from keyproof.stores.memory import MemoryStore
+from keyproof.tokens import mint_access_token, verify_access_token
+
+
+def _median_seconds(function: Callable[[], object], calls: int, rounds: int) -> float:
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(calls):
+            function()
+        samples.append((time.perf_counter() - start) / calls)
+    return statistics.median(samples)
+
+
+def compare(
+    name: str,
+    ours: Callable[[], object],
+    baseline: Callable[[], object],
+    baseline_name: str,
+    calls: int,
+    rounds: int,
+) -> dict[str, Any]:
+    ours_s = _median_seconds(ours, calls, rounds)
+    base_s = _median_seconds(baseline, calls, rounds)
+    return {
+        "case": name,
+        "keyproof_us": round(ours_s * 1e6, 2),
+        "baseline": baseline_name,
+        "baseline_us": round(base_s * 1e6, 2),
+        "speedup": round(base_s / ours_s, 2),
+    }
+
+
+def _signed_message() -> tuple[str, str, Any]:
+    wallet = Account.create()
+    text = siwe.SiweMessage(
+        domain="example.com",
+        address=wallet.address,
+        statement="Sign in.",
+        uri="https://example.com",
+        chain_id=1,
+        nonce="0123456789abcdef",
+        issued_at="2026-11-29T12:00:00Z",
+        expiration_time="2026-11-29T12:05:00Z",
+    ).to_text()
+    signature = "0x" + bytes(wallet.sign_message(encode_defunct(text=text)).signature).hex()
+    return text, signature, wallet
+
+
+def cases(calls: int, rounds: int) -> list[dict[str, Any]]:
+    text, signature, _ = _signed_message()
+    raw = decode_signature_hex(signature)
+    data = text.encode()
+    from eth_hash.auto import keccak as eth_keccak
+
+    results = [
+        compare(
+            "keccak256",
+            lambda: keccak256(data),
+            lambda: eth_keccak(data),
+            "eth_hash.auto.keccak",
+            calls,
+            rounds,
+        ),
+        compare(
+            "eip191_recover",
+            lambda: recover_eip191(data, raw),
+            lambda: Account.recover_message(encode_defunct(text=text), signature=signature),
+            "eth_account.Account.recover_message",
+            calls,
+            rounds,
+        ),
+    ]
+    results.append(_token_case(calls, rounds))
+    results.append(_redeem_case(max(calls // 4, 1)))
+    return results
+
+
+def _token_case(calls: int, rounds: int) -> dict[str, Any]:
+    import jwt
+
+    keys = KeySet([SigningKey.generate(int(time.time()))])
+    now = int(time.time())
+    token = mint_access_token(
+        keys,
+        issuer="https://i",
+        subject="s",
+        audience="https://a",
+        scope="x:y",
+        client_id="s",
+        lifetime=600,
+        now=now,
+    ).token
+    public = keys.public_keys()
+    key = next(iter(public.values()))
+
+    def ours() -> object:
+        return verify_access_token(
+            token, keys=public, issuer="https://i", audience="https://a", now=now
+        )
+
+    def baseline() -> object:
+        return jwt.decode(
+            token, key, algorithms=["EdDSA"], audience="https://a", issuer="https://i"
+        )
+
+    return compare(
+        "access_token_verify", ours, baseline, "pyjwt.decode (fewer checks)", calls, rounds
+    )
+
+
+def _redeem_case(logins: int) -> dict[str, Any]:
+    """Full challenge + redeem pipeline in-process on the memory store (no baseline)."""
+    settings = Settings(store="memory://")
+    service = Service(settings, MemoryStore(), KeySet([SigningKey.generate(int(time.time()))]))
+    wallet = Account.create()
+    account = f"eip155:1:{wallet.address}"
+
+    async def run() -> float:
+        signed = []
+        for _ in range(logins):
+            challenge = await service.challenge(account)
+            sig = wallet.sign_message(encode_defunct(text=challenge.message)).signature
+            signed.append((challenge.message, "0x" + bytes(sig).hex()))
+        start = time.perf_counter()
+        for message, sig in signed:
+            await service.redeem(message, sig)
+        return (time.perf_counter() - start) / logins
+
+    per_call = asyncio.run(run())
+    return {
+        "case": "redeem_pipeline_memory_store",
+        "keyproof_us": round(per_call * 1e6, 2),
+        "redeems_per_second": round(1 / per_call),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny counts (smoke test)")
+    parser.add_argument("--output", type=Path, help="also write the JSON here")
+    args = parser.parse_args()
+    calls, rounds = (5, 2) if args.quick else (500, 7)
+    report = {
+        "python": sys.version.split()[0],
+        "machine": platform.machine(),
+        "calls_per_round": calls,
+        "rounds": rounds,
+        "results": cases(calls, rounds),
+    }
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""The benchmark harness runs and reports every case as JSON (timings are not asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_benchmarks_report_json(tmp_path: Path):
+    output = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--output", str(output)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(output.read_text())
+    cases = {row["case"]: row for row in report["results"]}
+    assert {"keccak256", "eip191_recover", "access_token_verify"} <= set(cases)
+    for row in cases.values():
+        assert row["keyproof_us"] > 0
+        if "baseline_us" in row:
+            assert abs(row["speedup"] - row["baseline_us"] / row["keyproof_us"]) < 0.05
