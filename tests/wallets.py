@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from eth_account import Account
 from eth_account.messages import encode_defunct
@@ -28,3 +29,104 @@ class EthWallet:
     def sign(self, text: str) -> str:
         signed = self.account.sign_message(encode_defunct(text=text))
         return "0x" + bytes(signed.signature).hex()
+
+    def sign_typed_data(self, payload: dict[str, Any]) -> str:
+        """``eth_signTypedData_v4`` of a full EIP-712 payload (types, domain, message)."""
+        signed = self.account.sign_typed_data(full_message=payload)
+        return "0x" + bytes(signed.signature).hex()
+
+
+# --- Solana and agent keys --------------------------------------------------------------
+
+import hashlib  # noqa: E402
+
+import base58  # noqa: E402
+import coincurve  # noqa: E402
+from nacl.signing import SigningKey  # noqa: E402
+
+from keyproof.crypto.didkey import encode_did_key  # noqa: E402
+from keyproof.crypto.encoding import encode_base64url  # noqa: E402
+
+SOLANA_MAINNET = "5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp"
+SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+@dataclass
+class SolanaWallet:
+    """A Phantom-style wallet: ``signMessage`` is ed25519 over the UTF-8 bytes, base58."""
+
+    key: SigningKey
+
+    @classmethod
+    def create(cls, seed: bytes | None = None) -> SolanaWallet:
+        return cls(SigningKey(seed) if seed is not None else SigningKey.generate())
+
+    @property
+    def address(self) -> str:
+        return base58.b58encode(bytes(self.key.verify_key)).decode("ascii")
+
+    def caip10(self, chain: str = SOLANA_MAINNET) -> str:
+        return f"solana:{chain}:{self.address}"
+
+    def sign_bytes(self, data: bytes) -> bytes:
+        return bytes(self.key.sign(data).signature)
+
+    def sign(self, text: str) -> str:
+        return base58.b58encode(self.sign_bytes(text.encode("utf-8"))).decode("ascii")
+
+
+@dataclass
+class AgentEd25519Wallet:
+    """An agent holding an ed25519 key: ``did:key:z6Mk…``, raw signature, base64url."""
+
+    key: SigningKey
+
+    @classmethod
+    def create(cls, seed: bytes | None = None) -> AgentEd25519Wallet:
+        return cls(SigningKey(seed) if seed is not None else SigningKey.generate())
+
+    @property
+    def did(self) -> str:
+        return encode_did_key("ed25519", bytes(self.key.verify_key))
+
+    def sign_bytes(self, data: bytes) -> bytes:
+        return bytes(self.key.sign(data).signature)
+
+    def sign(self, text: str) -> str:
+        return encode_base64url(self.sign_bytes(text.encode("utf-8")))
+
+
+def _der_to_low_s(der: bytes) -> bytes:
+    """DER ECDSA signature -> 64-byte r‖s with s in the lower half of the order."""
+    r_length = der[3]
+    r = int.from_bytes(der[4 : 4 + r_length], "big")
+    s_at = 4 + r_length
+    s = int.from_bytes(der[s_at + 2 : s_at + 2 + der[s_at + 1]], "big")
+    s = min(s, SECP256K1_ORDER - s)
+    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+
+@dataclass
+class AgentSecp256k1Wallet:
+    """An agent holding a secp256k1 key: ``did:key:zQ3s…``, ECDSA over SHA-256, r‖s."""
+
+    key: coincurve.PrivateKey
+
+    @classmethod
+    def create(cls, seed: bytes | None = None) -> AgentSecp256k1Wallet:
+        return cls(coincurve.PrivateKey(seed) if seed is not None else coincurve.PrivateKey())
+
+    @property
+    def public_key(self) -> bytes:
+        return bytes(self.key.public_key.format(compressed=True))
+
+    @property
+    def did(self) -> str:
+        return encode_did_key("secp256k1", self.public_key)
+
+    def sign_bytes(self, data: bytes) -> bytes:
+        der = self.key.sign(data, hasher=lambda m: hashlib.sha256(m).digest())
+        return _der_to_low_s(der)
+
+    def sign(self, text: str) -> str:
+        return encode_base64url(self.sign_bytes(text.encode("utf-8")))

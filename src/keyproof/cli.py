@@ -9,14 +9,20 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from keyproof.config import Settings
 from keyproof.errors import ConfigurationError
-from keyproof.keys import KEY_FILE_NAME, KeySet
+from keyproof.keys import JWKS_MAX_AGE, KEY_FILE_NAME, KeySet
+from keyproof.logs import uvicorn_log_config
+from keyproof.revocation import VERIFY_LEEWAY
 
-__all__ = ["main"]
+__all__ = ["keys_command", "longest_token_lifetime", "main"]
+
+DEFAULT_PUBLISH_FOR = 2 * JWKS_MAX_AGE
+MAX_PUBLISH_FOR = 7 * 24 * 3600
 
 SERVE_FLAGS: tuple[tuple[str, type, str], ...] = (
     ("host", str, "interface to bind (default 127.0.0.1)"),
@@ -40,12 +46,24 @@ def _parser() -> argparse.ArgumentParser:
     keys.add_argument("action", choices=["show", "rotate", "retire"])
     keys.add_argument("--data-dir", type=str)
     keys.add_argument("--config", type=str)
+    keys.add_argument(
+        "--publish-for",
+        type=int,
+        default=DEFAULT_PUBLISH_FOR,
+        help=(
+            "rotate: seconds the new key is published before it signs (default "
+            f"{DEFAULT_PUBLISH_FOR}; at least the JWKS max-age of {JWKS_MAX_AGE} s lets "
+            "every verifier fetch it first)"
+        ),
+    )
     return parser
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     flags: dict[str, Any] = {
-        name: value for name, value in vars(args).items() if name not in {"command", "action"}
+        name: value
+        for name, value in vars(args).items()
+        if name not in {"command", "action", "publish_for"}
     }
     return Settings.load(flags, os.environ)
 
@@ -66,6 +84,8 @@ def serve(settings: Settings) -> None:
         "http": "httptools",
         "proxy_headers": False,
         "server_header": False,
+        "access_log": False,
+        "log_config": uvicorn_log_config(settings.log_level),
     }
     if settings.workers == 1:
         from keyproof.app import create_app
@@ -81,19 +101,56 @@ def serve(settings: Settings) -> None:
     )
 
 
-def keys_command(settings: Settings, action: str) -> None:
+def longest_token_lifetime(settings: Settings) -> int:
+    """No token outlives this: the configured lifetime (policy only shortens it) + leeway."""
+    return settings.token_ttl + VERIFY_LEEWAY
+
+
+def keys_command(
+    settings: Settings,
+    action: str,
+    *,
+    publish_for: int = DEFAULT_PUBLISH_FOR,
+    clock: Callable[[], float] = time.time,
+) -> None:
+    """``show``, ``rotate`` (publish the next key before it signs) or ``retire`` the oldest."""
     path = settings.data_dir / KEY_FILE_NAME
-    key_set = KeySet.load_or_create(path)
+    key_set = KeySet.load_or_create(path, clock)
     if action == "rotate":
-        key_set = key_set.rotated(publish_for=settings.token_ttl)
+        key_set = _rotate(key_set, publish_for)
         key_set.save(path)
     elif action == "retire":
-        key_set = key_set.retired()
+        key_set = key_set.retired(token_lifetime=longest_token_lifetime(settings))
         key_set.save(path)
+    _show(key_set, longest_token_lifetime(settings))
+
+
+def _rotate(key_set: KeySet, publish_for: int) -> KeySet:
+    if not 1 <= publish_for <= MAX_PUBLISH_FOR:
+        raise ConfigurationError(
+            "invalid_setting", f"--publish-for must be 1..{MAX_PUBLISH_FOR} seconds"
+        )
+    if key_set.pending():
+        raise ConfigurationError(
+            "key_in_use", "a rotated key is already waiting to sign; rotate again after it signs"
+        )
+    if publish_for < JWKS_MAX_AGE:
+        print(
+            f"keyproof: warning: --publish-for {publish_for} is shorter than the JWKS max-age "
+            f"({JWKS_MAX_AGE} s); verifiers rely on refreshing on an unknown kid",
+            file=sys.stderr,
+        )
+    return key_set.rotated(publish_for=publish_for)
+
+
+def _show(key_set: KeySet, token_lifetime: int) -> None:
     signing = key_set.signing_key().kid
     for key in key_set.keys:
         marker = "signing" if key.kid == signing else "published"
         print(f"{key.kid}  active_from={key.active_from}  {marker}")
+    retire_at = key_set.retirable_at(token_lifetime)
+    if retire_at is not None:
+        print(f"oldest key retirable at {retire_at}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -103,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             serve(settings)
         else:
-            keys_command(settings, args.action)
+            keys_command(settings, args.action, publish_for=args.publish_for)
     except ConfigurationError as exc:
         print(f"keyproof: {exc.code}: {exc.description}", file=sys.stderr)
         return 2

@@ -7,7 +7,10 @@ of surfacing on the first request.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -23,9 +26,31 @@ __all__ = ["DEFAULT_CHAINS", "Settings"]
 DEFAULT_CHAINS = ("eip155:1", "solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp", "did:key")
 ENV_PREFIX = "KEYPROOF_"
 LIST_SETTINGS = frozenset({"audiences", "chains", "trusted_proxies"})
+MAPPING_SETTINGS = frozenset({"introspection_clients"})
+CLIENT_ID_PATTERN = re.compile(r"[A-Za-z0-9._~-]{1,64}")
+SHA256_HEX_PATTERN = re.compile(r"[0-9a-f]{64}")
 INT_SETTINGS = frozenset(
-    {"port", "workers", "challenge_ttl", "token_ttl", "clock_skew", "max_body_bytes"}
+    {
+        "port",
+        "workers",
+        "challenge_ttl",
+        "token_ttl",
+        "clock_skew",
+        "max_body_bytes",
+        "action_horizon",
+    }
 )
+LIMIT_SETTINGS = frozenset(
+    {
+        "challenge_limit_per_ip",
+        "challenge_limit_per_account",
+        "failed_token_limit_per_ip",
+        "failed_token_limit_per_account",
+        "max_challenges_per_account",
+        "max_challenges",
+    }
+)
+PATH_SETTINGS = frozenset({"data_dir", "config", "audit_log"})
 
 
 @dataclass(frozen=True)
@@ -46,10 +71,23 @@ class Settings:
     challenge_ttl: int = 300
     token_ttl: int = 600
     clock_skew: int = 60
+    action_horizon: int = 3600
+    action_max_amount: str = "1000000000000000000000000"
     max_body_bytes: int = 16 * 1024
     trusted_proxies: tuple[str, ...] = ()
+    forwarded_header: str = "x-forwarded-for"
+    rate_window: int = 60
+    challenge_limit_per_ip: int = 120
+    challenge_limit_per_account: int = 20
+    failed_token_limit_per_ip: int = 60
+    failed_token_limit_per_account: int = 20
+    max_challenges_per_account: int = 50
+    max_challenges: int = 200_000
+    audit_log: Path | None = None
     log_level: str = "info"
     policy: Policy = field(default_factory=Policy)
+    # client id -> SHA-256 hex of its secret; only digests are stored, and not shown.
+    introspection_clients: Mapping[str, str] = field(default_factory=dict, repr=False)
     config: Path | None = None
 
     def __post_init__(self) -> None:
@@ -77,13 +115,34 @@ class Settings:
             f"token_ttl must be 10..{MAX_TOKEN_LIFETIME} seconds",
         )
         _require(0 <= self.clock_skew <= 300, "clock_skew must be 0..300 seconds")
+        _require(60 <= self.action_horizon <= 86400, "action_horizon must be 60..86400 seconds")
+        _require(
+            re.fullmatch(r"[1-9][0-9]{0,29}", self.action_max_amount) is not None,
+            "action_max_amount must be a positive integer of at most 30 digits",
+        )
         _require(1024 <= self.max_body_bytes <= 1 << 20, "max_body_bytes must be 1 KiB..1 MiB")
+        _require(1 <= self.rate_window <= 86400, "rate_window must be 1..86400 seconds")
+        for name in sorted(LIMIT_SETTINGS):
+            _require(1 <= getattr(self, name) <= 10**9, f"{name} must be 1..1000000000")
+        _require(
+            self.forwarded_header in {"x-forwarded-for", "forwarded"},
+            "forwarded_header must be x-forwarded-for or forwarded",
+        )
         _require(self.log_level in {"debug", "info", "warning", "error"}, "log_level invalid")
         for name in ("uri", "issuer", *(f"audience {a}" for a in self.audiences)):
             value = name.split(" ", 1)[1] if name.startswith("audience ") else getattr(self, name)
             _require(_is_http_url(value), f"{name} must be an absolute http(s) URL: {value!r}")
         _require(bool(self.domain) and " " not in self.domain, "domain must be an authority")
         _require(bool(self.chains), "at least one chain must be allowed")
+        for client_id, digest in self.introspection_clients.items():
+            _require(
+                CLIENT_ID_PATTERN.fullmatch(client_id) is not None,
+                f"introspection client id {client_id[:40]!r} must be 1-64 of [A-Za-z0-9._~-]",
+            )
+            _require(
+                isinstance(digest, str) and SHA256_HEX_PATTERN.fullmatch(digest) is not None,
+                f"introspection client {client_id!r}: give the SHA-256 lowercase hex of its secret",
+            )
         for proxy in self.trusted_proxies:
             try:
                 ipaddress.ip_network(proxy, strict=False)
@@ -114,9 +173,19 @@ class Settings:
             value = getattr(self, f.name)
             if f.name == "policy" or value is None:
                 continue
+            if f.name in MAPPING_SETTINGS:
+                out[ENV_PREFIX + f.name.upper()] = ",".join(f"{k}:{v}" for k, v in value.items())
+                continue
             text = ",".join(value) if isinstance(value, tuple) else str(value)
             out[ENV_PREFIX + f.name.upper()] = text
         return out
+
+    def introspection_client_valid(self, client_id: str, secret: str) -> bool:
+        """Whether ``secret`` is the configured secret of ``client_id`` (constant time)."""
+        expected = self.introspection_clients.get(client_id, "0" * 64)
+        presented = hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+        matches = hmac.compare_digest(presented.encode(), expected.encode())
+        return matches and client_id in self.introspection_clients
 
     def public_summary(self) -> dict[str, Any]:
         """Settings worth printing at startup (nothing secret)."""
@@ -189,17 +258,33 @@ def _coerce_one(name: str, value: Any) -> Any:
         if not isinstance(items, list | tuple):
             raise ConfigurationError("invalid_setting", f"{name} must be a list")
         return tuple(str(item).strip() for item in items if str(item).strip())
-    if name in INT_SETTINGS:
+    if name in INT_SETTINGS | LIMIT_SETTINGS | {"rate_window"}:
         if isinstance(value, bool):
             raise ConfigurationError("invalid_setting", f"{name} must be an integer")
         try:
             return int(value)
         except (TypeError, ValueError):
             raise ConfigurationError("invalid_setting", f"{name} must be an integer") from None
-    if name in {"data_dir", "config"}:
+    if name in MAPPING_SETTINGS:
+        return _client_table(name, value)
+    if name in PATH_SETTINGS:
         return Path(value)
     if name == "policy":
         return value
     if not isinstance(value, str):
         raise ConfigurationError("invalid_setting", f"{name} must be a string")
     return value
+
+
+def _client_table(name: str, value: Any) -> dict[str, str]:
+    """``{id: sha256hex}`` from a TOML table or ``id:sha256hex,id2:sha256hex``."""
+    if isinstance(value, str):
+        pairs = [item.strip().split(":", 1) for item in value.split(",") if item.strip()]
+        if any(len(pair) != 2 for pair in pairs):
+            raise ConfigurationError("invalid_setting", f"{name} must be id:sha256hex,...")
+        value = {k.strip(): v.strip() for k, v in pairs}
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ConfigurationError("invalid_setting", f"{name} must map client ids to strings")
+    return dict(value)

@@ -21,6 +21,7 @@ Hierarchy::
     │   ├── SignatureInvalid            the signature does not verify for the account
     │   └── ActionRejected              signed action replayed, expired or not the holder's
     ├── TokenInvalid            401     a presented access token is not acceptable
+    ├── ClientAuthenticationFailed 401  introspection caller's credentials missing or wrong
     ├── InsufficientScope       403
     ├── NotFound                404
     ├── MethodNotAllowed        405
@@ -38,6 +39,7 @@ from typing import ClassVar
 __all__ = [
     "ActionRejected",
     "BindingMismatch",
+    "ClientAuthenticationFailed",
     "ConfigurationError",
     "InsufficientScope",
     "InvalidAccount",
@@ -106,7 +108,7 @@ class InvalidScope(InvalidRequest):
 
 
 class InvalidAction(InvalidRequest):
-    codes = frozenset({"malformed_action", "amount_out_of_range"})
+    codes = frozenset({"malformed_action", "amount_out_of_range", "deadline_out_of_range"})
 
 
 class PayloadTooLarge(InvalidRequest):
@@ -161,6 +163,14 @@ class TokenInvalid(KeyproofError):
     codes = frozenset({"token_invalid", "token_expired", "token_revoked"})
 
 
+class ClientAuthenticationFailed(KeyproofError):
+    """A resource server calling introspection did not authenticate (RFC 6749 §5.2)."""
+
+    status = 401
+    oauth_error = "invalid_client"
+    codes = frozenset({"invalid_client"})
+
+
 class InsufficientScope(KeyproofError):
     status = 403
     oauth_error = "insufficient_scope"
@@ -192,7 +202,7 @@ class RateLimited(KeyproofError):
 class Unavailable(KeyproofError):
     status = 503
     oauth_error = "temporarily_unavailable"
-    codes = frozenset({"store_unavailable"})
+    codes = frozenset({"store_unavailable", "upstream_unavailable"})
 
     def __init__(self, code: str, description: str, *, retry_after: int = 1) -> None:
         super().__init__(code, description)
@@ -202,7 +212,7 @@ class Unavailable(KeyproofError):
 class ConfigurationError(KeyproofError):
     status = 500
     oauth_error = "server_error"
-    codes = frozenset({"invalid_setting", "invalid_policy", "invalid_key_file"})
+    codes = frozenset({"invalid_setting", "invalid_policy", "invalid_key_file", "key_in_use"})
 
 
 def _concrete_classes() -> list[type[KeyproofError]]:

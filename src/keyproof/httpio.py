@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import urllib.parse
 from typing import Any
 
 from starlette.requests import Request
@@ -17,10 +18,18 @@ from keyproof.errors import (
     UnsupportedMediaType,
 )
 
-__all__ = ["MAX_JSON_DEPTH", "error_response", "json_response", "read_json_object", "string_field"]
+__all__ = [
+    "MAX_JSON_DEPTH",
+    "error_response",
+    "json_response",
+    "read_form_or_json",
+    "read_json_object",
+    "string_field",
+]
 
 MAX_JSON_DEPTH = 8
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+FORM = "application/x-www-form-urlencoded"
 
 
 def json_response(body: Any, status: int = 200, *, no_store: bool = False) -> JSONResponse:
@@ -42,9 +51,39 @@ def error_response(error: KeyproofError) -> JSONResponse:
 
 async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
     """Read and parse a JSON object body, refusing oversize, non-JSON and deep input."""
-    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media_type != "application/json":
+    if _media_type(request) != "application/json":
         raise UnsupportedMediaType("unsupported_media_type", "send application/json")
+    return _parse_object(await _read_body(request, max_bytes))
+
+
+async def read_form_or_json(request: Request, max_bytes: int) -> dict[str, Any]:
+    """An OAuth-style body: ``application/x-www-form-urlencoded`` (RFC 6749) or JSON.
+
+    Form parameters may not repeat (RFC 6749 §3.1) and must be UTF-8.
+    """
+    media_type = _media_type(request)
+    if media_type == "application/json":
+        return await read_json_object(request, max_bytes)
+    if media_type != FORM:
+        raise UnsupportedMediaType("unsupported_media_type", f"send {FORM} or application/json")
+    body = await _read_body(request, max_bytes)
+    try:
+        pairs = urllib.parse.parse_qsl(
+            body.decode("utf-8"), keep_blank_values=True, errors="strict", max_num_fields=32
+        )
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidRequest("invalid_field", "body is not a valid form") from None
+    form = dict(pairs)
+    if len(form) != len(pairs):
+        raise InvalidRequest("invalid_field", "a form parameter is repeated")
+    return form
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+async def _read_body(request: Request, max_bytes: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
         raise PayloadTooLarge("payload_too_large", f"body exceeds {max_bytes} bytes")
@@ -53,7 +92,7 @@ async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
         body.extend(chunk)
         if len(body) > max_bytes:
             raise PayloadTooLarge("payload_too_large", f"body exceeds {max_bytes} bytes")
-    return _parse_object(bytes(body))
+    return bytes(body)
 
 
 def _parse_object(body: bytes) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -32,9 +33,12 @@ from cryptography.hazmat.primitives.serialization import (
 
 from keyproof.errors import ConfigurationError
 
-__all__ = ["KEY_FILE_NAME", "KeySet", "SigningKey", "jwk_thumbprint"]
+__all__ = ["JWKS_MAX_AGE", "KEY_FILE_NAME", "KeyFile", "KeySet", "SigningKey", "jwk_thumbprint"]
 
 KEY_FILE_NAME = "signing-keys.json"
+JWKS_MAX_AGE = 300
+"""Seconds a verifier may cache the JWKS (its ``Cache-Control: max-age``)."""
+logger = logging.getLogger("keyproof.keys")
 
 
 def _b64url(data: bytes) -> str:
@@ -180,11 +184,78 @@ class KeySet:
         now = int(self._clock())
         return KeySet([*self.keys, SigningKey.generate(now, now + publish_for)], self._clock)
 
-    def retired(self) -> KeySet:
-        """A new set without the oldest key; the set never drops its signing key."""
+    def pending(self) -> list[SigningKey]:
+        """Published keys that have not started signing yet."""
+        now = self._clock()
+        return [k for k in self.keys if k.active_from > now]
+
+    def retirable_at(self, token_lifetime: int) -> int | None:
+        """When the oldest key may go: the longest token lifetime after its successor signs."""
         if len(self.keys) < 2:
-            raise ConfigurationError("invalid_key_file", "cannot retire the only key")
-        oldest = self.keys[0]
-        if oldest is self.signing_key():
-            raise ConfigurationError("invalid_key_file", "the oldest key still signs")
+            return None
+        return self.keys[1].active_from + token_lifetime
+
+    def retired(self, *, token_lifetime: int) -> KeySet:
+        """A new set without the oldest key, once no unexpired token can carry its ``kid``.
+
+        Every token the oldest key signed was minted before its successor started signing,
+        so it has expired ``token_lifetime`` seconds after that; the set never drops its
+        signing key.
+        """
+        allowed_at = self.retirable_at(token_lifetime)
+        if allowed_at is None:
+            raise ConfigurationError("key_in_use", "cannot retire the only key")
+        if self.keys[0] is self.signing_key():
+            raise ConfigurationError("key_in_use", "the oldest key still signs")
+        if self._clock() < allowed_at:
+            raise ConfigurationError(
+                "key_in_use",
+                f"tokens signed by {self.keys[0].kid} may be valid until {allowed_at}; "
+                f"retire it at or after that time",
+            )
         return KeySet(self.keys[1:], self._clock)
+
+
+class KeyFile:
+    """The key file of a running server, reloaded when it changes on disk.
+
+    ``keyproof keys rotate`` and ``retire`` replace the file atomically; a running
+    server sees the new set on the next request after at most ``interval`` seconds,
+    without a restart. The file is stat()ed at most once per ``interval``.
+    """
+
+    def __init__(
+        self, path: Path, clock: Callable[[], float] = time.time, interval: float = 1.0
+    ) -> None:
+        self.path = path
+        self._clock = clock
+        self._interval = interval
+        self._keys = KeySet.load_or_create(path, clock)
+        self._stamp = self._stat()
+        self._checked = clock()
+
+    def __repr__(self) -> str:
+        return f"KeyFile({str(self.path)!r})"
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def current(self) -> KeySet:
+        """The key set as of the last check, re-read if the file changed since."""
+        now = self._clock()
+        if abs(now - self._checked) < self._interval:
+            return self._keys
+        self._checked = now
+        stamp = self._stat()
+        if stamp is not None and stamp != self._stamp:
+            try:
+                self._keys = KeySet.load(self.path, self._clock)
+                self._stamp = stamp
+            except ConfigurationError as exc:
+                # Keep signing with the last good set; an operator sees the warning.
+                logger.warning("key file not reloaded: %s", exc.description)
+        return self._keys

@@ -2,9 +2,15 @@
 
 This module is the only place that knows the order of checks on redeem:
 
-    size limits -> strict parse -> look up binding (read only) -> fields match the
-    binding -> time window -> signature over the exact bytes received -> atomic
-    consume of the nonce -> policy -> mint
+    failed attempts of the client IP under its limit -> size limits -> strict parse
+    -> failed attempts of the account under its limit -> look up binding (read only)
+    -> fields match the binding -> time window -> signature over the exact bytes
+    received -> atomic consume of the nonce -> policy -> mint
+
+Every redeem decision goes to the audit log; a refusal other than a replay of an
+already redeemed message counts as a failed attempt of the client IP and, once the
+nonce is known to be bound to that account, of the account (``keyproof.ratelimit``).
+Challenges are rate-limited per client IP before parsing and per account after.
 
 A bad signature therefore never burns a pending nonce, and of several concurrent
 redeems of one message exactly one consumes the nonce and gets a token. HTTP, CLI
@@ -13,6 +19,7 @@ and the guard are thin adapters around ``Service``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import time
@@ -29,18 +36,23 @@ from keyproof.accounts import (
     family_for_message,
     parse_account,
 )
+from keyproof.audit import AuditLog
 from keyproof.config import Settings
 from keyproof.errors import (
     BindingMismatch,
     InvalidScope,
+    KeyproofError,
     MalformedMessage,
     MalformedSignature,
     NonceRejected,
     OutsideValidity,
+    RateLimited,
+    Unavailable,
 )
 from keyproof.keys import KeySet
 from keyproof.messages import recap
 from keyproof.policy import parse_scope_string
+from keyproof.ratelimit import Limits, RateLimiter
 from keyproof.stores.base import Kind, Store
 from keyproof.tokens import AccessToken, mint_access_token
 
@@ -86,6 +98,16 @@ class Binding:
         return cls(**fields)
 
 
+@dataclass(slots=True)
+class _Attempt:
+    """What a redeem has learnt so far, for the audit log and the failure counters."""
+
+    client_ip: str | None
+    account: str | None = None
+    nonce: str | None = None
+    bound: bool = False
+
+
 def rfc3339(timestamp: int) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -99,23 +121,38 @@ class Service:
         store: Store,
         keys: KeySet,
         clock: Callable[[], float] = time.time,
+        *,
+        limiter: RateLimiter | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.keys = keys
         self.clock = clock
+        self.limiter = limiter or RateLimiter(store, Limits.from_settings(settings))
+        self.audit = audit or AuditLog.for_settings(settings, clock)
         self._allowed_chains = frozenset(settings.chains)
 
     # -- challenge ---------------------------------------------------------------------
 
     async def challenge(
-        self, account: str, scope: str | None = None, audience: str | None = None
+        self,
+        account: str,
+        scope: str | None = None,
+        audience: str | None = None,
+        *,
+        client_ip: str | None = None,
     ) -> Challenge:
-        """Bind a fresh nonce to the account, scopes and audience; return the text to sign."""
+        """Bind a fresh nonce to the account, scopes and audience; return the text to sign.
+
+        ``client_ip`` is None only for in-process callers, which have no IP to limit.
+        """
+        await self.limiter.admit_challenge_ip(client_ip)
         parsed = parse_account(account, self._allowed_chains)
         family = _family(parsed)
         scopes = self._requested_scopes(parsed, scope or "")
         audience = self._audience(audience)
+        await self.limiter.admit_challenge_account(parsed.id)
         now = int(self.clock())
         nonce = secrets.token_hex(16)
         binding = Binding(
@@ -176,16 +213,60 @@ class Service:
 
     # -- redeem ------------------------------------------------------------------------
 
-    async def redeem(self, message: str, signature: str) -> AccessToken:
-        """Check a signed challenge in protocol order; consume its nonce; mint a token."""
+    async def redeem(
+        self, message: str, signature: str, *, client_ip: str | None = None
+    ) -> AccessToken:
+        """Check a signed challenge in protocol order; consume its nonce; mint a token.
+
+        Every outcome is audited; refusals count against the client's limits.
+        """
+        attempt = _Attempt(client_ip)
+        try:
+            token = await self._redeem(message, signature, attempt)
+        except KeyproofError as refusal:
+            await self._refused(attempt, refusal)
+            raise
+        self.audit.record(
+            "login",
+            "success",
+            code=None,
+            account=attempt.account,
+            client_ip=client_ip,
+            nonce=attempt.nonce,
+            jti=str(token.claims["jti"]),
+        )
+        return token
+
+    async def _refused(self, attempt: _Attempt, refusal: KeyproofError) -> None:
+        self.audit.record(
+            "login",
+            "refused",
+            code=refusal.code,
+            account=attempt.account,
+            client_ip=attempt.client_ip,
+            nonce=attempt.nonce,
+        )
+        # A replay proves nothing new and is refused before any signature check;
+        # store outages and limits already hit are not the client's failures.
+        if refusal.code == "nonce_used" or isinstance(refusal, RateLimited | Unavailable):
+            return
+        account = attempt.account if attempt.bound else None
+        with contextlib.suppress(Unavailable):  # the attempt is refused either way
+            await self.limiter.record_failure(client_ip=attempt.client_ip, account=account)
+
+    async def _redeem(self, message: str, signature: str, attempt: _Attempt) -> AccessToken:
+        await self.limiter.admit_token_ip(attempt.client_ip)
         _check_sizes(message, signature)
         family = family_for_message(message)
         parsed, account = family.parse(message)
+        attempt.account, attempt.nonce = account.id, parsed.nonce
+        await self.limiter.admit_token_account(account.id)
         binding_bytes = await self.store.get(Kind.CHALLENGE, parsed.nonce)
         if binding_bytes is None:
             raise await self._missing_nonce(parsed.nonce)
         binding = Binding.decode(binding_bytes)
         _check_binding(parsed, account, binding)
+        attempt.bound = True
         signed_scopes = _signed_scopes(parsed, binding)
         self._check_times(parsed, binding)
         family.verify(account, message.encode("utf-8"), signature)
@@ -222,11 +303,12 @@ class Service:
             raise OutsideValidity("message_not_yet_valid", "the message is not yet valid")
 
     async def _consume(self, nonce: str, expected: bytes) -> None:
+        # A tombstone lets a replay be told apart from an unknown nonce. It is written
+        # before the take so that a concurrent redeem never sees neither.
+        await self.store.add(Kind.USED_NONCE, nonce, b"1", self.settings.challenge_ttl)
         taken = await self.store.take(Kind.CHALLENGE, nonce)
         if taken is None or taken != expected:
             raise NonceRejected("nonce_used", "this challenge was already redeemed")
-        # A tombstone lets a replay be told apart from an unknown nonce.
-        await self.store.add(Kind.USED_NONCE, nonce, b"1", self.settings.challenge_ttl)
 
     def _granted(
         self, account: Account, binding: Binding, signed: frozenset[str]

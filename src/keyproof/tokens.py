@@ -8,6 +8,8 @@ checked against an injected clock with a small leeway.
 
 from __future__ import annotations
 
+import base64
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ __all__ = ["ACCESS_TOKEN_TYPE", "AccessToken", "mint_access_token", "verify_acce
 
 ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - a media type, not a secret
 MAX_TOKEN_BYTES = 8192
+_SEGMENT = re.compile(r"(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2,3})?", re.ASCII)
 REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "iat", "nbf", "jti", "scope", "client_id")
 
 
@@ -78,6 +81,21 @@ def _invalid(description: str) -> TokenInvalid:
     return TokenInvalid("token_invalid", description)
 
 
+def _check_compact(token: str) -> None:
+    """Three canonical unpadded base64url segments (RFC 7515 §2, §7.1), nothing else.
+
+    PyJWT's decoder tolerates ``=`` padding and non-canonical trailing bits, which would
+    let one signed token be spelled several ways.
+    """
+    segments = token.split(".")
+    if len(segments) != 3 or not all(_SEGMENT.fullmatch(s) for s in segments):
+        raise _invalid("malformed token")
+    for segment in segments:
+        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != segment:
+            raise _invalid("malformed token")
+
+
 def _checked_header(token: str, keys: Mapping[str, Ed25519PublicKey]) -> Ed25519PublicKey:
     try:
         header = jwt.get_unverified_header(token)
@@ -107,6 +125,7 @@ def verify_access_token(
     """Verify signature and every claim; return the claims or raise ``TokenInvalid``."""
     if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_BYTES:
         raise _invalid("malformed token")
+    _check_compact(token)
     key = _checked_header(token, keys)
     try:
         claims: dict[str, Any] = jwt.decode(

@@ -31,6 +31,7 @@ __all__ = [
     "decode_signature_hex",
     "eip191_digest",
     "keccak256",
+    "recover_digest",
     "recover_eip191",
     "verify_digest",
     "verify_eip191",
@@ -96,6 +97,17 @@ def recover_eip191(message: bytes, signature: bytes) -> bytes:
     {0, 1, 27, 28}; ``SignatureInvalid`` for r/s out of range, high-S, or when no
     key can be recovered.
     """
+    return recover_digest(eip191_digest(message), signature)
+
+
+def recover_digest(digest: bytes, signature: bytes) -> bytes:
+    """Recover the 20-byte address whose key made the 65-byte ``signature`` of ``digest``.
+
+    The core of :func:`recover_eip191`, also used for EIP-712 typed-data digests;
+    same errors.
+    """
+    if len(digest) != 32:
+        raise ValueError("digest must be 32 bytes")
     if len(signature) != 65:
         raise MalformedSignature("malformed_signature", "signature must be 65 bytes")
     recovery_id = _RECOVERY_IDS.get(signature[64])
@@ -105,7 +117,7 @@ def recover_eip191(message: bytes, signature: bytes) -> bytes:
     _check_scalars(r, s)
     compact = signature[:64] + bytes([recovery_id])
     try:
-        key = PublicKey.from_signature_and_message(compact, eip191_digest(message), hasher=None)
+        key = PublicKey.from_signature_and_message(compact, digest, hasher=None)
     except ValueError:
         raise SignatureInvalid("signature_invalid", "signature does not verify") from None
     return keccak256(key.format(compressed=False)[1:])[-_ADDRESS_LENGTH:]

@@ -1,0 +1,105 @@
+"""The audit log: one JSON line per login or signed-action decision.
+
+Each line records what an operator needs to investigate abuse and nothing an
+attacker could replay: the time, the event, the outcome and its code, the account,
+the client IP, the request id and SHA-256 digests of the nonce or token id. Never a
+token, a signature, a message or a key.
+
+Lines are appended with a single ``write`` on an ``O_APPEND`` descriptor, so several
+worker processes may share one file without interleaving lines. The file is created
+with mode 0600 (``<data_dir>/audit.jsonl`` unless ``Settings.audit_log`` names
+another path). A failed write is reported in the service log and does not change
+the decision already taken.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from keyproof.config import Settings
+from keyproof.logs import current_request_id
+from keyproof.ratelimit import digest
+
+__all__ = ["AUDIT_FILE_NAME", "AuditLog", "Outcome"]
+
+AUDIT_FILE_NAME = "audit.jsonl"
+Outcome = Literal["success", "refused"]
+_log = logging.getLogger("keyproof.audit")
+
+
+class AuditLog:
+    """Appends decisions to ``path`` as JSON lines; the file is opened on first use."""
+
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self._clock = clock
+        self._fd: int | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def for_settings(cls, settings: Settings, clock: Callable[[], float] = time.time) -> AuditLog:
+        return cls(settings.audit_log or settings.data_dir / AUDIT_FILE_NAME, clock)
+
+    def record(
+        self,
+        event: str,
+        outcome: Outcome,
+        *,
+        code: str | None,
+        account: str | None,
+        client_ip: str | None,
+        nonce: str | None = None,
+        jti: str | None = None,
+        action_id: str | None = None,
+    ) -> None:
+        """Append one decision. ``nonce``, ``jti`` and ``action_id`` only as digests."""
+        now = self._clock()
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds"),
+            "event": event,
+            "outcome": outcome,
+            "code": code,
+            "account": account,
+            "client_ip": client_ip,
+            "request_id": current_request_id(),
+        }
+        if nonce is not None:
+            entry["nonce_sha256"] = digest(nonce)
+        if jti is not None:
+            entry["jti_sha256"] = digest(jti)
+        if action_id is not None:
+            entry["action_id_sha256"] = digest(action_id)
+        self._append(json.dumps(entry, separators=(",", ":")).encode("utf-8") + b"\n")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+    def _append(self, line: bytes) -> None:
+        try:
+            with self._lock:
+                if self._fd is None:
+                    self._fd = _open_private(self.path)
+                os.write(self._fd, line)
+        except OSError as exc:
+            _log.error("audit log write failed: %s", type(exc).__name__)
+
+
+def _open_private(path: Path) -> int:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    mode = os.fstat(fd).st_mode
+    if stat.S_ISREG(mode) and mode & 0o077:
+        os.fchmod(fd, 0o600)
+    return fd

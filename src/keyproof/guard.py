@@ -1,0 +1,398 @@
+"""Protect a Starlette service with keyproof access tokens (DESIGN §7, RFC 6750).
+
+::
+
+    backend = KeyproofBackend(issuer=..., audience=..., jwks_url=...)
+    app = Starlette(routes=..., middleware=[
+        Middleware(AuthenticationMiddleware, backend=backend, on_error=on_error)])
+
+Starlette's own ``requires("escrow:release")`` then works: ``request.auth.scopes`` are
+the token's scopes and ``request.user`` a :class:`KeyproofUser` (``sub``, ``claims``).
+Starlette's ``requires`` answers a missing scope with a bare 403; :func:`require_scope`
+is a drop-in that answers RFC 6750 §3.1 ``insufficient_scope`` with the required scope
+in ``WWW-Authenticate`` (and 401 ``Bearer`` when no token was sent).
+
+Only the ``Authorization: Bearer`` header is read; a token in the query string is
+refused. Keys come only from ``jwks_url``: fetched once, cached for ``max_age``,
+refreshed when a token names an unknown ``kid`` at most once per ``refresh_cooldown``.
+The token header never chooses a key source (``jku``, ``x5u``, ``jwk`` are ignored).
+Tokens carrying any of ``introspect_scopes`` are also checked at the issuer's
+introspection endpoint, so a revoked token fails there; if it cannot be asked the
+request fails closed (503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import functools
+import inspect
+import logging
+import re
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from typing import Any, ParamSpec
+
+import httpx
+import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from starlette.authentication import (
+    AuthCredentials,
+    AuthenticationBackend,
+    AuthenticationError,
+    BaseUser,
+)
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
+from starlette.responses import Response
+
+from keyproof.errors import (
+    ConfigurationError,
+    InsufficientScope,
+    InvalidRequest,
+    KeyproofError,
+    TokenInvalid,
+    Unavailable,
+)
+from keyproof.httpio import error_response
+from keyproof.keys import JWKS_MAX_AGE
+from keyproof.tokens import verify_access_token
+
+__all__ = [
+    "BearerError",
+    "JWKSCache",
+    "KeyproofBackend",
+    "KeyproofUser",
+    "on_error",
+    "parse_jwks",
+    "require_scope",
+]
+
+logger = logging.getLogger("keyproof.guard")
+MAX_JWKS_BYTES = 64 * 1024
+MAX_JWKS_KEYS = 32
+KID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,128}")
+UNSAFE_IN_QUOTES = re.compile(r'[^ -~]|["\\]')
+_P = ParamSpec("_P")
+
+
+class BearerError(AuthenticationError):
+    """A request refused by the guard; :func:`on_error` renders it per RFC 6750 §3."""
+
+    def __init__(self, error: KeyproofError) -> None:
+        super().__init__(error.description)
+        self.error = error
+
+
+class KeyproofUser(BaseUser):
+    """The authenticated token holder: ``sub`` is the account id, ``claims`` everything."""
+
+    def __init__(self, claims: Mapping[str, Any]) -> None:
+        self.claims = dict(claims)
+        self.sub: str = self.claims["sub"]
+
+    def __repr__(self) -> str:
+        return f"KeyproofUser(sub={self.sub!r})"
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def display_name(self) -> str:
+        return self.sub
+
+    @property
+    def identity(self) -> str:
+        return self.sub
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        return tuple(str(self.claims["scope"]).split())
+
+
+# -- keys ------------------------------------------------------------------------------
+
+
+class JWKSCache:
+    """The issuer's Ed25519 public keys, fetched from one configured URL only."""
+
+    def __init__(
+        self,
+        url: str,
+        client: httpx.AsyncClient,
+        *,
+        clock: Callable[[], float] = time.time,
+        refresh_cooldown: float = 30.0,
+        max_age: float = JWKS_MAX_AGE,
+    ) -> None:
+        _check_url(url, "jwks_url")
+        self.url = url
+        self.fetches = 0
+        self._client = client
+        self._clock = clock
+        self._cooldown = refresh_cooldown
+        self._max_age = max_age
+        self._keys: dict[str, Ed25519PublicKey] | None = None
+        self._checked_at = 0.0
+        self._lock = asyncio.Lock()
+
+    def _due(self, kid: str | None) -> bool:
+        if self._keys is None:
+            return True
+        age = self._clock() - self._checked_at
+        unknown = kid is not None and kid not in self._keys and KID_PATTERN.fullmatch(kid)
+        return age >= self._max_age or (bool(unknown) and age >= self._cooldown)
+
+    async def keys(self, kid: str | None = None) -> Mapping[str, Ed25519PublicKey]:
+        """The cached keys, refreshed first if stale or if ``kid`` is new (rate limited)."""
+        if self._due(kid):
+            async with self._lock:
+                if self._due(kid):
+                    await self._refresh()
+        if self._keys is None:
+            raise Unavailable("upstream_unavailable", "the issuer's keys are unavailable")
+        return self._keys
+
+    async def _refresh(self) -> None:
+        self._checked_at = self._clock()
+        self.fetches += 1
+        try:
+            response = await self._client.get(self.url, headers={"Accept": "application/json"})
+            if response.status_code != 200 or len(response.content) > MAX_JWKS_BYTES:
+                raise ValueError(f"status {response.status_code}")
+            self._keys = parse_jwks(response.json())
+        except (httpx.HTTPError, ValueError) as exc:
+            # Keep the keys we have; without any, keys() fails closed.
+            logger.warning("JWKS refresh from %s failed: %s", self.url, type(exc).__name__)
+
+
+def parse_jwks(document: Any) -> dict[str, Ed25519PublicKey]:
+    """The Ed25519 signing keys of a JWKS document; other key types are skipped."""
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise ValueError("not a JWKS document")
+    keys: dict[str, Ed25519PublicKey] = {}
+    for jwk in document["keys"][:MAX_JWKS_KEYS]:
+        parsed = _ed25519_jwk(jwk)
+        if parsed is not None:
+            keys[parsed[0]] = parsed[1]
+    return keys
+
+
+def _ed25519_jwk(jwk: Any) -> tuple[str, Ed25519PublicKey] | None:
+    if not isinstance(jwk, dict) or (jwk.get("kty"), jwk.get("crv")) != ("OKP", "Ed25519"):
+        return None
+    kid, x = jwk.get("kid"), jwk.get("x")
+    if jwk.get("alg", "EdDSA") != "EdDSA" or jwk.get("use", "sig") != "sig":
+        return None
+    if not isinstance(kid, str) or not KID_PATTERN.fullmatch(kid) or not isinstance(x, str):
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(x + "=" * (-len(x) % 4))
+    except (binascii.Error, ValueError):
+        return None
+    if len(raw) != 32 or base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != x:
+        return None
+    return kid, Ed25519PublicKey.from_public_bytes(raw)
+
+
+# -- the backend -----------------------------------------------------------------------
+
+
+class KeyproofBackend(AuthenticationBackend):
+    """A Starlette ``AuthenticationBackend`` accepting keyproof bearer tokens."""
+
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        audience: str,
+        jwks_url: str,
+        leeway: int = 30,
+        refresh_cooldown: float = 30.0,
+        clock: Callable[[], float] = time.time,
+        http_client: httpx.AsyncClient | None = None,
+        introspect_scopes: Collection[str] = (),
+        introspection_url: str | None = None,
+        introspection_client_id: str | None = None,
+        introspection_client_secret: str | None = None,
+    ) -> None:
+        if not 0 <= leeway <= 300:
+            raise ConfigurationError("invalid_setting", "leeway must be 0..300 seconds")
+        self.issuer = issuer
+        self.audience = audience
+        self._leeway = leeway
+        self._clock = clock
+        self._owns_client = http_client is None
+        self._client = http_client or httpx.AsyncClient(timeout=5.0, follow_redirects=False)
+        self.jwks = JWKSCache(
+            jwks_url, self._client, clock=clock, refresh_cooldown=refresh_cooldown
+        )
+        self._introspect_scopes = frozenset(introspect_scopes)
+        self._introspection: tuple[str, str] | None = None
+        if self._introspect_scopes:
+            self._introspection = _introspection_config(
+                introspection_url, introspection_client_id, introspection_client_secret
+            )
+
+    def __repr__(self) -> str:
+        return f"KeyproofBackend(issuer={self.issuer!r}, audience={self.audience!r})"
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if the backend created it."""
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
+        """Credentials for a valid bearer token, ``None`` without one, else raise."""
+        try:
+            token = _bearer_token(conn)
+            if token is None:
+                return None
+            claims = await self.verify(token)
+        except (TokenInvalid, InvalidRequest, Unavailable) as exc:
+            raise BearerError(exc) from None
+        user = KeyproofUser(claims)
+        return AuthCredentials(list(user.scopes)), user
+
+    async def verify(self, token: str) -> dict[str, Any]:
+        """Verify ``token`` against the issuer's keys (and introspection if configured)."""
+        keys = await self.jwks.keys(_unverified_kid(token))
+        claims = verify_access_token(
+            token,
+            keys=keys,
+            issuer=self.issuer,
+            audience=self.audience,
+            now=int(self._clock()),
+            leeway=self._leeway,
+        )
+        if self._introspection and self._introspect_scopes & set(claims["scope"].split()):
+            await self._check_active(token, *self._introspection)
+        return claims
+
+    async def _check_active(self, token: str, url: str, authorization: str) -> None:
+        try:
+            response = await self._client.post(
+                url, data={"token": token}, headers={"Authorization": authorization}
+            )
+            active = response.status_code == 200 and response.json().get("active") is True
+            if response.status_code != 200:
+                raise ValueError(f"status {response.status_code}")
+        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+            logger.warning("introspection at %s failed: %s", url, type(exc).__name__)
+            raise Unavailable("upstream_unavailable", "token introspection unavailable") from None
+        if not active:
+            raise TokenInvalid("token_revoked", "token is not active")
+
+
+def _introspection_config(
+    url: str | None, client_id: str | None, secret: str | None
+) -> tuple[str, str]:
+    if url is None or not client_id or not secret:
+        raise ConfigurationError(
+            "invalid_setting",
+            "introspect_scopes needs introspection_url and client id and secret",
+        )
+    _check_url(url, "introspection_url")
+    # RFC 6749 §2.3.1: each part is form-urlencoded before joining.
+    pair = f"{urllib.parse.quote_plus(client_id)}:{urllib.parse.quote_plus(secret)}"
+    return url, "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+
+
+def _check_url(url: str, name: str) -> None:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise ConfigurationError("invalid_setting", f"{name} must be an absolute http(s) URL")
+
+
+def _bearer_token(conn: HTTPConnection) -> str | None:
+    if "access_token" in conn.query_params:
+        raise InvalidRequest("not_supported", "send the token in the Authorization header only")
+    values = conn.headers.getlist("authorization")
+    if len(values) > 1:
+        raise InvalidRequest("invalid_field", "more than one Authorization header")
+    if not values:
+        return None
+    scheme, _, token = values[0].partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    if not token.strip():
+        raise InvalidRequest("missing_field", "empty bearer token")
+    return token.strip()
+
+
+def _unverified_kid(token: str) -> str | None:
+    """The header's ``kid`` only to pick a cached key; verification checks everything."""
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+    except jwt.PyJWTError:
+        raise TokenInvalid("token_invalid", "malformed token") from None
+    return kid if isinstance(kid, str) else None
+
+
+# -- responses -------------------------------------------------------------------------
+
+
+def _challenge(params: Mapping[str, str]) -> str:
+    """An RFC 6750 §3 challenge; values lose characters a quoted-string cannot carry."""
+    quoted = ", ".join(f'{k}="{UNSAFE_IN_QUOTES.sub("", v)}"' for k, v in params.items())
+    return f"Bearer {quoted}" if quoted else "Bearer"
+
+
+def _bearer_response(error: KeyproofError, params: Mapping[str, str] | None = None) -> Response:
+    response = error_response(error)
+    if not isinstance(error, Unavailable):
+        default = {"error": error.oauth_error, "error_description": error.description}
+        challenge = default if params is None else params
+        response.headers["WWW-Authenticate"] = _challenge(challenge)
+    return response
+
+
+def on_error(conn: HTTPConnection, exc: AuthenticationError) -> Response:
+    """``AuthenticationMiddleware(on_error=...)``: RFC 6750 error responses."""
+    error = exc.error if isinstance(exc, BearerError) else None
+    if error is None:
+        error = TokenInvalid("token_invalid", "invalid token")
+    if isinstance(error, InvalidRequest):
+        return _bearer_response(error, {"error": "invalid_request"})
+    return _bearer_response(error)
+
+
+def _unauthenticated() -> Response:
+    # RFC 6750 §3.1: no error code when the request carried no credentials at all.
+    return _bearer_response(TokenInvalid("token_invalid", "no token"), {})
+
+
+def _request_of(args: Sequence[Any], kwargs: Mapping[str, Any]) -> HTTPConnection:
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, HTTPConnection):
+            return value
+    raise TypeError("require_scope needs an endpoint that takes a request")
+
+
+def require_scope(
+    scopes: str | Sequence[str],
+) -> Callable[[Callable[_P, Any]], Callable[_P, Awaitable[Any]]]:
+    """Like Starlette's ``requires``, with RFC 6750 401 / 403 ``insufficient_scope`` replies."""
+    needed = [scopes] if isinstance(scopes, str) else list(scopes)
+
+    def decorator(endpoint: Callable[_P, Any]) -> Callable[_P, Awaitable[Any]]:
+        @functools.wraps(endpoint)
+        async def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> Any:
+            request = _request_of(args, kwargs)
+            if not request.user.is_authenticated:
+                return _unauthenticated()
+            missing = [s for s in needed if s not in request.auth.scopes]
+            if missing:
+                error = InsufficientScope("insufficient_scope", "token lacks a required scope")
+                params = {"error": "insufficient_scope", "scope": " ".join(needed)}
+                return _bearer_response(error, params)
+            if inspect.iscoroutinefunction(endpoint):
+                return await endpoint(*args, **kwargs)
+            return await run_in_threadpool(endpoint, *args, **kwargs)
+
+        return wrapper
+
+    return decorator

@@ -1,0 +1,110 @@
+"""Prometheus metrics for one app: request counts, refusal codes, latency.
+
+Every app owns a ``CollectorRegistry``, so several apps in one process (tests,
+embedding) never share counters. The ``endpoint`` label is one of the app's route
+paths or ``other``, never a raw path, so a scanner cannot grow the label set.
+
+Several uvicorn workers (``--workers N``) are several processes, each with its own
+counters; a scrape of ``/metrics`` reaches one of them. Run one worker per replica
+and scrape each replica, or sum over replicas in the query; counts from one worker
+are exact for that worker.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["ERROR_CODE_SCOPE_KEY", "Metrics", "MetricsMiddleware"]
+
+ERROR_CODE_SCOPE_KEY = "keyproof.error_code"
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    """The collectors of one app, in their own registry."""
+
+    def __init__(self, endpoints: Iterable[str]) -> None:
+        self.endpoints = frozenset(endpoints)
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "keyproof_http_requests",
+            "HTTP requests by endpoint, method and status.",
+            ["endpoint", "method", "status"],
+            registry=self.registry,
+        )
+        self.refusals = Counter(
+            "keyproof_refusals",
+            "Requests refused, by endpoint and keyproof error code.",
+            ["endpoint", "code"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "keyproof_http_request_duration_seconds",
+            "Time from request to the end of the response, by endpoint.",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def endpoint(self, path: str) -> str:
+        return path if path in self.endpoints else "other"
+
+    def observe(
+        self, path: str, method: str, status: int, code: str | None, seconds: float
+    ) -> None:
+        endpoint = self.endpoint(path)
+        self.requests.labels(endpoint, method, str(status)).inc()
+        self.latency.labels(endpoint).observe(seconds)
+        if code is not None:
+            self.refusals.labels(endpoint, code).inc()
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition text and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class MetricsMiddleware:
+    """Pure ASGI: time and count every HTTP request.
+
+    The refusal code is read from ``scope[ERROR_CODE_SCOPE_KEY]``, where the app's
+    error handler leaves it.
+    """
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_see(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_see)
+        finally:
+            code = scope.get(ERROR_CODE_SCOPE_KEY)
+            self.metrics.observe(
+                str(scope.get("path", "")),
+                _method(scope),
+                status,
+                code if isinstance(code, str) else None,
+                time.perf_counter() - started,
+            )
+
+
+def _method(scope: Scope) -> str:
+    method = str(scope.get("method", ""))
+    return method if method in {"GET", "POST", "HEAD", "OPTIONS"} else "other"

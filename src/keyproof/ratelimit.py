@@ -1,0 +1,130 @@
+"""Abuse limits, shared by every replica because the counters live in the store.
+
+Each limit is a fixed window counted with :meth:`Store.hit`: the window starts at
+the first hit and the counter expires with it, so counters never outlive their
+window and the store stays bounded. Refusals are ``RateLimited`` (HTTP 429) with
+``Retry-After`` set to the window length, an upper bound on the wait.
+
+* ``/v1/challenge``: requests per client IP and per account per ``rate_window``.
+* Outstanding challenges per account and in total: challenges issued within one
+  ``challenge_ttl`` window. A fixed window may overlap challenges of the previous
+  one, so at most twice the cap is ever live: a bound, not an exact count.
+* ``/v1/token``: failed attempts per client IP and per account. Once a counter
+  reaches its limit, further attempts are refused before any work is done.
+
+Counter keys carry a SHA-256 digest of the IP or account, never the value itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from keyproof.config import Settings
+from keyproof.errors import RateLimited
+from keyproof.stores.base import Kind, Store
+
+__all__ = ["Limits", "RateLimiter", "digest"]
+
+
+def digest(value: str) -> str:
+    """SHA-256 hex digest: how counter keys and the audit log name IPs, accounts, nonces."""
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The numbers behind every limit; see :class:`~keyproof.config.Settings`."""
+
+    window: int = 60
+    challenge_per_ip: int = 120
+    challenge_per_account: int = 20
+    failed_token_per_ip: int = 60
+    failed_token_per_account: int = 20
+    outstanding_window: int = 300
+    outstanding_per_account: int = 50
+    outstanding_global: int = 200_000
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        return cls(
+            window=settings.rate_window,
+            challenge_per_ip=settings.challenge_limit_per_ip,
+            challenge_per_account=settings.challenge_limit_per_account,
+            failed_token_per_ip=settings.failed_token_limit_per_ip,
+            failed_token_per_account=settings.failed_token_limit_per_account,
+            outstanding_window=settings.challenge_ttl,
+            outstanding_per_account=settings.max_challenges_per_account,
+            outstanding_global=settings.max_challenges,
+        )
+
+
+class RateLimiter:
+    """Checks and counts requests against :class:`Limits` in a shared store."""
+
+    def __init__(self, store: Store, limits: Limits) -> None:
+        self.store = store
+        self.limits = limits
+
+    async def admit_challenge_ip(self, client_ip: str | None) -> None:
+        """Count a challenge request from ``client_ip`` (None: an in-process caller)."""
+        if client_ip is None:
+            return
+        limits = self.limits
+        await self._count(f"ch:ip:{digest(client_ip)}", limits.window, limits.challenge_per_ip)
+
+    async def admit_challenge_account(self, account: str) -> None:
+        """Count a challenge for ``account`` against its rate and the outstanding caps."""
+        limits = self.limits
+        key = digest(account)
+        await self._count(f"ch:acct:{key}", limits.window, limits.challenge_per_account)
+        await self._count(
+            f"out:acct:{key}",
+            limits.outstanding_window,
+            limits.outstanding_per_account,
+            code="too_many_challenges",
+        )
+        await self._count(
+            "out:all", limits.outstanding_window, limits.outstanding_global, "too_many_challenges"
+        )
+
+    async def admit_token_ip(self, client_ip: str | None) -> None:
+        """Refuse a token attempt from an IP that failed too often in this window."""
+        if client_ip is not None:
+            await self._check(f"fail:ip:{digest(client_ip)}", self.limits.failed_token_per_ip)
+
+    async def admit_token_account(self, account: str) -> None:
+        """Refuse a token attempt for an account that failed too often in this window."""
+        await self._check(f"fail:acct:{digest(account)}", self.limits.failed_token_per_account)
+
+    async def record_failure(self, *, client_ip: str | None, account: str | None) -> None:
+        """Count one failed token attempt against the IP and, if known, the account."""
+        window = self.limits.window
+        if client_ip is not None:
+            await self.store.hit(Kind.COUNTER, f"fail:ip:{digest(client_ip)}", window)
+        if account is not None:
+            await self.store.hit(Kind.COUNTER, f"fail:acct:{digest(account)}", window)
+
+    async def _count(self, key: str, window: int, limit: int, code: str = "rate_limited") -> None:
+        if await self.store.hit(Kind.COUNTER, key, window) > limit:
+            raise RateLimited(code, _DESCRIPTIONS[code], retry_after=window)
+
+    async def _check(self, key: str, limit: int) -> None:
+        current = await self.store.get(Kind.COUNTER, key)
+        if current is not None and _as_int(current) >= limit:
+            raise RateLimited(
+                "rate_limited", "too many failed attempts", retry_after=self.limits.window
+            )
+
+
+_DESCRIPTIONS = {
+    "rate_limited": "too many requests",
+    "too_many_challenges": "too many outstanding challenges",
+}
+
+
+def _as_int(value: bytes) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        return 0

@@ -1,0 +1,119 @@
+"""Two keyproof processes sharing one store give the guarantees of one.
+
+Each round sends 50 concurrent copies of one signed message (or one signed action)
+spread across both processes: exactly one is accepted, every other is refused as a
+replay. Replicas behind a load balancer share their public URI, so both processes
+are started with the same ``--uri``/``--domain`` and the same signing-key file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from keyproof.actions import Action
+from keyproof.testing import KeyproofServer
+
+from wallets import EthWallet
+
+ROUNDS = 100
+CONCURRENCY = 50
+PUBLIC_URI = "https://auth.keyproof.test"
+SERVICE = "Acme Escrow"
+EXPECT = {
+    "service": SERVICE,
+    "audience": PUBLIC_URI,
+    "type": "escrow.release",
+    "object": "escrow-7",
+}
+LIMITS = {
+    "KEYPROOF_CHALLENGE_LIMIT_PER_IP": "100000",
+    "KEYPROOF_FAILED_TOKEN_LIMIT_PER_IP": "100000",
+}
+
+
+def replicas(data_dir: Path, store: str | None, server_log: list[Path]) -> Iterator[list[str]]:
+    args = ["--uri", PUBLIC_URI, "--domain", "auth.keyproof.test"]
+    if store is not None:
+        args += ["--store", store]
+    with ExitStack() as stack:
+        servers = [KeyproofServer(data_dir, args=args, env=LIMITS) for _ in range(2)]
+        server_log.extend([*(server.log_path for server in servers), data_dir / "audit.jsonl"])
+        yield [stack.enter_context(server).url for server in servers]
+
+
+async def post_all(client: httpx.AsyncClient, urls: list[str], path: str, body: Any, **kw: Any):
+    responses = await asyncio.gather(
+        *(client.post(f"{urls[i % 2]}{path}", json=body, **kw) for i in range(CONCURRENCY))
+    )
+    return [r.status_code for r in responses], [r.json().get("reason") for r in responses]
+
+
+async def login_rounds(client: httpx.AsyncClient, urls: list[str]) -> None:
+    for round_no in range(ROUNDS):
+        wallet = EthWallet.create()
+        issued = await client.post(
+            f"{urls[round_no % 2]}/v1/challenge", json={"account": wallet.caip10()}
+        )
+        assert issued.status_code == 201, issued.text
+        message = issued.json()["message"]
+        body = {"message": message, "signature": wallet.sign(message)}
+        statuses, reasons = await post_all(client, urls, "/v1/token", body)
+        assert statuses.count(200) == 1, (round_no, statuses, reasons)
+        assert set(reasons) - {None} == {"nonce_used"}
+
+
+async def action_rounds(client: httpx.AsyncClient, urls: list[str], wallet: EthWallet, token: str):
+    headers = {"Authorization": f"Bearer {token}"}
+    for round_no in range(ROUNDS):
+        doc = {
+            "service": SERVICE,
+            "audience": PUBLIC_URI,
+            "chain": "eip155:1",
+            "type": "escrow.release",
+            "object": "escrow-7",
+            "id": secrets.token_hex(16),
+            "deadline": int(time.time()) + 600,  # the servers run on wall time
+        }
+        signature = wallet.sign_typed_data(Action.parse(doc).typed_data())
+        body = {"action": doc, "signature": signature, "expect": EXPECT}
+        statuses, reasons = await post_all(
+            client, urls, "/v1/actions/verify", body, headers=headers
+        )
+        assert statuses.count(200) == 1, (round_no, statuses, reasons)
+        assert set(reasons) - {None} == {"action_replayed"}
+
+
+async def race(urls: list[str]) -> None:
+    limits = httpx.Limits(max_connections=CONCURRENCY)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        await login_rounds(client, urls)
+        wallet = EthWallet.create()
+        issued = await client.post(f"{urls[0]}/v1/challenge", json={"account": wallet.caip10()})
+        message = issued.json()["message"]
+        body = {"message": message, "signature": wallet.sign(message)}
+        granted = await client.post(f"{urls[1]}/v1/token", json=body)
+        assert granted.status_code == 200, granted.text
+        await action_rounds(client, urls, wallet, granted.json()["access_token"])
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+def test_two_replicas_sharing_redis(tmp_path: Path, redis_url: str, redis_prefix: str, server_log):
+    store = f"{redis_url}?prefix={redis_prefix}"
+    for urls in replicas(tmp_path / "data", store, server_log):
+        asyncio.run(race(urls))
+
+
+@pytest.mark.slow
+def test_two_processes_sharing_sqlite(tmp_path: Path, server_log):
+    for urls in replicas(tmp_path / "data", None, server_log):
+        asyncio.run(race(urls))
