@@ -13,6 +13,7 @@ import json
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -139,7 +140,8 @@ def _token_case(calls: int, rounds: int) -> dict[str, Any]:
 
 def _redeem_case(logins: int) -> dict[str, Any]:
     """Full challenge + redeem pipeline in-process on the memory store (no baseline)."""
-    settings = Settings(store="memory://")
+    data_dir = Path(tempfile.mkdtemp(prefix="keyproof-bench-"))
+    settings = Settings(store="memory://", data_dir=data_dir)
     service = Service(settings, MemoryStore(), KeySet([SigningKey.generate(int(time.time()))]))
     wallet = Account.create()
     account = f"eip155:1:{wallet.address}"

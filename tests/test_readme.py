@@ -34,9 +34,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyproofServer]
 
 def run(command: list[str], server: KeyproofServer) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "KEYPROOF_URL": server.url}
-    return subprocess.run(
-        command, env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
 
 
 def test_readme_has_examples():

@@ -93,7 +93,9 @@ async def action_rounds(client: httpx.AsyncClient, urls: list[str], wallet: EthW
 
 
 async def race(urls: list[str]) -> None:
-    limits = httpx.Limits(max_connections=CONCURRENCY)
+    # Drop idle connections before uvicorn's 5 s keep-alive does, so that a slow round
+    # on a loaded machine never reuses a connection the server is closing.
+    limits = httpx.Limits(max_connections=CONCURRENCY, keepalive_expiry=2.0)
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
         await login_rounds(client, urls)
         wallet = EthWallet.create()

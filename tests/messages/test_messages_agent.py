@@ -8,18 +8,8 @@ from typing import Any
 
 import coincurve
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
-from test_messages_siws import (
-    authorities,
-    example_challenge,
-    nonces,
-    segments,
-    spec_example,
-    statements,
-    times,
-    uris,
-)
 
 from keyproof.accounts import Account, ChallengeText, parse_account
 from keyproof.crypto.didkey import encode_did_key
@@ -34,9 +24,22 @@ from keyproof.errors import (
 from keyproof.messages import agent
 from keyproof.messages.agent import FAMILY, AgentMessage
 
+from helpers import (
+    FAST,
+    assert_round_trips,
+    authorities,
+    example_challenge,
+    nonces,
+    parse_or_keyproof_error,
+    segments,
+    spec_example,
+    statements,
+    times,
+    uris,
+    with_value,
+)
 from wallets import AgentEd25519Wallet, AgentSecp256k1Wallet, SolanaWallet
 
-FAST = settings(max_examples=200, deadline=None)
 ED = AgentEd25519Wallet.create(bytes(range(32)))
 SECP = AgentSecp256k1Wallet.create(bytes(range(1, 33)))
 SMALL_ORDER = bytes([1] + [0] * 31)
@@ -328,18 +331,12 @@ agent_messages = st.builds(
 @FAST
 @given(agent_messages)
 def test_generated_messages_round_trip(message: AgentMessage) -> None:
-    text = message.to_text()
-    parsed = agent.parse(text)
-    assert parsed == message
-    assert parsed.to_text() == text
-    assert FAMILY.parse(text)[1].id == message.address
+    assert_round_trips(message, agent.parse)
+    assert FAMILY.parse(message.to_text())[1].id == message.address
 
 
 def _parse_or_keyproof_error(text: str) -> None:
-    with contextlib.suppress(KeyproofError):
-        agent.parse(text)
-    with contextlib.suppress(KeyproofError):
-        FAMILY.parse(text)
+    parse_or_keyproof_error(text, agent.parse, FAMILY.parse)
 
 
 @FAST
@@ -351,8 +348,7 @@ def test_arbitrary_text_raises_only_keyproof_errors(text: str) -> None:
 @FAST
 @given(st.text(max_size=80), st.sampled_from(FULL.split("\n")))
 def test_lines_with_arbitrary_values_raise_only_keyproof_errors(value: str, line: str) -> None:
-    label = line.split(": ", 1)[0] + ": " if ": " in line else ""
-    _parse_or_keyproof_error(FULL.replace(line, label + value, 1))
+    _parse_or_keyproof_error(with_value(FULL, line, value))
 
 
 @FAST

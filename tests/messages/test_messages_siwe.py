@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import string
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -12,7 +11,7 @@ import pytest
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_utils import to_checksum_address
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from keyproof.errors import (
@@ -28,7 +27,19 @@ from keyproof.messages import _fields as f
 from keyproof.messages import siwe
 from keyproof.messages.siwe import SiweMessage
 
-FAST = settings(max_examples=200, deadline=None)
+from helpers import (
+    ALNUM,
+    FAST,
+    PCHAR,
+    STATEMENT_ALPHABET,
+    SUB_DELIMS,
+    UNRESERVED,
+    assert_round_trips,
+    labels,
+    mutated,
+    parse_or_keyproof_error,
+    with_value,
+)
 
 # ERC-4361 "Examples" (ethereum/ERCs, ERCS/erc-4361.md): implicit scheme, explicit port,
 # explicit scheme.
@@ -356,13 +367,6 @@ def test_message_is_immutable() -> None:
 
 # --- property: generated valid messages round-trip -------------------------------------
 
-ALNUM = string.ascii_letters + string.digits
-UNRESERVED = ALNUM + "-._~"
-SUB_DELIMS = "!$&'()*+,;="
-PCHAR = UNRESERVED + SUB_DELIMS + ":@"
-STATEMENT_ALPHABET = UNRESERVED + ":/?#[]@" + SUB_DELIMS + " "
-
-labels = st.text(alphabet=string.ascii_lowercase + string.digits + "-", min_size=1, max_size=12)
 reg_names = st.lists(labels, min_size=1, max_size=4).map(".".join)
 hosts = st.one_of(
     reg_names,
@@ -442,18 +446,14 @@ messages = st.builds(
 @FAST
 @given(messages)
 def test_generated_messages_round_trip(message: SiweMessage) -> None:
-    text = message.to_text()
-    parsed = siwe.parse(text)
-    assert parsed == message
-    assert parsed.to_text() == text
+    assert_round_trips(message, siwe.parse)
 
 
 # --- property: parse raises only keyproof errors ---------------------------------------
 
 
 def _parse_or_keyproof_error(text: str) -> None:
-    with contextlib.suppress(KeyproofError):
-        siwe.parse(text)
+    parse_or_keyproof_error(text, siwe.parse)
 
 
 @FAST
@@ -465,40 +465,17 @@ def test_arbitrary_text_raises_only_keyproof_errors(text: str) -> None:
 @FAST
 @given(st.text(max_size=80), st.sampled_from(FULL.split("\n")))
 def test_lines_with_arbitrary_values_raise_only_keyproof_errors(value: str, line: str) -> None:
-    label = line.split(": ", 1)[0] + ": " if ": " in line else ""
-    _parse_or_keyproof_error(FULL.replace(line, label + value, 1))
+    _parse_or_keyproof_error(with_value(FULL, line, value))
 
 
-@st.composite
-def mutated_messages(draw: st.DrawFn) -> str:
-    text = draw(st.sampled_from([FULL, NO_STATEMENT, ERC_EXAMPLE_SCHEME]))
-    lines = text.split("\n")
-    index = draw(st.integers(0, len(lines) - 1))
-    kind = draw(
-        st.sampled_from(["delete", "duplicate", "swap", "crlf", "trailing", "insert", "cut"])
-    )
-    if kind == "delete":
-        del lines[index]
-    elif kind == "duplicate":
-        lines.insert(index, lines[index])
-    elif kind == "swap":
-        other = draw(st.integers(0, len(lines) - 1))
-        lines[index], lines[other] = lines[other], lines[index]
-    elif kind == "crlf":
-        lines[index] += "\r"
-    elif kind == "trailing":
-        lines.append("")
-    elif kind == "insert":
-        at = draw(st.integers(0, len(lines[index])))
-        lines[index] = lines[index][:at] + draw(st.characters()) + lines[index][at:]
-    else:
-        joined = "\n".join(lines)
-        return joined[: draw(st.integers(0, len(joined)))]
-    return "\n".join(lines)
+mutated_messages = mutated(
+    [FULL, NO_STATEMENT, ERC_EXAMPLE_SCHEME],
+    ["delete", "duplicate", "swap", "crlf", "trailing", "insert", "cut"],
+)
 
 
 @FAST
-@given(mutated_messages())
+@given(mutated_messages)
 def test_mutated_messages_raise_only_keyproof_errors(text: str) -> None:
     _parse_or_keyproof_error(text)
 

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import re
-import string
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import base58
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from keyproof.accounts import Account, ChallengeText, parse_account
@@ -26,9 +23,23 @@ from keyproof.errors import (
 from keyproof.messages import siws
 from keyproof.messages.siws import FAMILY, SiwsMessage
 
+from helpers import (
+    FAST,
+    assert_round_trips,
+    authorities,
+    example_challenge,
+    mutated,
+    nonces,
+    parse_or_keyproof_error,
+    segments,
+    spec_example,
+    statements,
+    times,
+    uris,
+    with_value,
+)
 from wallets import SolanaWallet
 
-FAST = settings(max_examples=200, deadline=None)
 MAINNET = siws.CHAIN_REFERENCES["mainnet"]
 DEVNET = siws.CHAIN_REFERENCES["devnet"]
 ADDRESS = SolanaWallet.create(bytes(range(32))).address
@@ -351,32 +362,6 @@ def test_verify_refuses_wrong_wire_encodings() -> None:
 
 # --- properties ------------------------------------------------------------------------
 
-ALNUM = string.ascii_letters + string.digits
-UNRESERVED = ALNUM + "-._~"
-SUB_DELIMS = "!$&'()*+,;="
-PCHAR = UNRESERVED + SUB_DELIMS + ":@"
-STATEMENT_ALPHABET = UNRESERVED + ":/?#[]@" + SUB_DELIMS + " "
-
-labels = st.text(alphabet=string.ascii_lowercase + string.digits + "-", min_size=1, max_size=12)
-authorities = st.builds(
-    lambda host, port: host + ("" if port is None else f":{port}"),
-    st.lists(labels, min_size=1, max_size=3).map(".".join) | st.ip_addresses(v=4).map(str),
-    st.none() | st.integers(1, 65535),
-)
-segments = st.text(alphabet=PCHAR, max_size=10)
-uris = st.builds(
-    lambda scheme, host, path: f"{scheme}://{host}/{path}",
-    st.sampled_from(["https", "http", "ipfs"]),
-    authorities,
-    segments,
-)
-times = st.builds(
-    lambda moment, fraction: moment.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z",
-    st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(9000, 12, 31)),
-    st.sampled_from(["", ".1", ".123", ".123456789"]),
-)
-nonces = st.text(alphabet=ALNUM, min_size=8, max_size=64)
-statements = st.text(alphabet=STATEMENT_ALPHABET, min_size=1, max_size=80)
 solana_addresses = st.binary(min_size=32, max_size=32).map(lambda b: base58.b58encode(b).decode())
 siws_messages = st.builds(
     SiwsMessage,
@@ -398,17 +383,11 @@ siws_messages = st.builds(
 @FAST
 @given(siws_messages)
 def test_generated_messages_round_trip(message: SiwsMessage) -> None:
-    text = message.to_text()
-    parsed = siws.parse(text)
-    assert parsed == message
-    assert parsed.to_text() == text
+    assert_round_trips(message, siws.parse)
 
 
 def _parse_or_keyproof_error(text: str) -> None:
-    with contextlib.suppress(KeyproofError):
-        siws.parse(text)
-    with contextlib.suppress(KeyproofError):
-        FAMILY.parse(text)
+    parse_or_keyproof_error(text, siws.parse, FAMILY.parse)
 
 
 @FAST
@@ -420,35 +399,17 @@ def test_arbitrary_text_raises_only_keyproof_errors(text: str) -> None:
 @FAST
 @given(st.text(max_size=80), st.sampled_from(FULL.split("\n")))
 def test_lines_with_arbitrary_values_raise_only_keyproof_errors(value: str, line: str) -> None:
-    label = line.split(": ", 1)[0] + ": " if ": " in line else ""
-    _parse_or_keyproof_error(FULL.replace(line, label + value, 1))
+    _parse_or_keyproof_error(with_value(FULL, line, value))
 
 
-@st.composite
-def mutated_messages(draw: st.DrawFn) -> str:
-    lines = draw(st.sampled_from([FULL, NO_STATEMENT, MINIMAL, STATEMENT_ONLY])).split("\n")
-    index = draw(st.integers(0, len(lines) - 1))
-    kind = draw(st.sampled_from(["delete", "duplicate", "swap", "blank", "insert", "cut"]))
-    if kind == "delete":
-        del lines[index]
-    elif kind == "duplicate":
-        lines.insert(index, lines[index])
-    elif kind == "swap":
-        other = draw(st.integers(0, len(lines) - 1))
-        lines[index], lines[other] = lines[other], lines[index]
-    elif kind == "blank":
-        lines.insert(index, "")
-    elif kind == "insert":
-        at = draw(st.integers(0, len(lines[index])))
-        lines[index] = lines[index][:at] + draw(st.characters()) + lines[index][at:]
-    else:
-        joined = "\n".join(lines)
-        return joined[: draw(st.integers(0, len(joined)))]
-    return "\n".join(lines)
+mutated_messages = mutated(
+    [FULL, NO_STATEMENT, MINIMAL, STATEMENT_ONLY],
+    ["delete", "duplicate", "swap", "blank", "insert", "cut"],
+)
 
 
 @FAST
-@given(mutated_messages())
+@given(mutated_messages)
 def test_mutated_messages_raise_only_keyproof_errors(text: str) -> None:
     _parse_or_keyproof_error(text)
 
@@ -462,38 +423,6 @@ def test_a_parsed_message_always_renders_back_to_its_text(message: SiwsMessage) 
 
 
 # --- the worked example in specs/protocol.md -------------------------------------------
-
-SPEC = Path(__file__).resolve().parents[2] / "specs" / "protocol.md"
-
-
-def spec_example(heading: str) -> dict[str, str]:
-    """The seed or key, account, message and signature of one worked example."""
-    section = SPEC.read_text(encoding="utf-8").split(f"### {heading}\n", 1)[1]
-    section = re.split(r"\n##+ ", section, maxsplit=1)[0]
-    message = re.search(r"```text\n(.*?)\n```", section, re.DOTALL)
-    secret = re.search(r"(?:seed|private key): `([0-9a-f]{64})`", section)
-    account = re.search(r"- account: `([^`]+)`", section)
-    signature = re.search(r"signature[^`]*`([^`]+)`", section.split("```")[-1])
-    assert message and secret and account and signature, f"incomplete example {heading!r}"
-    return {
-        "secret": secret.group(1),
-        "account": account.group(1),
-        "message": message.group(1),
-        "signature": signature.group(1),
-    }
-
-
-def example_challenge(account: Account) -> ChallengeText:
-    return ChallengeText(
-        account=account,
-        domain="example.com",
-        uri="https://example.com/login",
-        statement="Sign in with your key.",
-        nonce="Ab12Cd34Ef56Gh78",
-        issued_at="2027-01-15T08:00:00Z",
-        expiration_time="2027-01-15T08:05:00Z",
-        resources=(),
-    )
 
 
 def test_worked_example_in_the_spec() -> None:

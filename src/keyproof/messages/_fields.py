@@ -3,6 +3,8 @@
 Each ``check_*`` function takes the exact text of one field and raises
 :class:`~keyproof.errors.MalformedMessage` (code ``malformed_message``) naming the field
 when it breaks its rule; ``parse_*`` functions also return the typed value.
+:func:`check_text_types` and :func:`check_resources_type` check what a constructor
+was given before any grammar is applied.
 
 Grammars (ERC-4361 "ABNF Message Format" and the RFCs it cites):
 
@@ -26,6 +28,7 @@ Grammars (ERC-4361 "ABNF Message Format" and the RFCs it cites):
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Final
 
@@ -47,13 +50,16 @@ __all__ = [
     "check_nonce",
     "check_request_id",
     "check_resources",
+    "check_resources_type",
     "check_scheme",
     "check_statement",
+    "check_text_types",
     "check_uri",
     "check_window",
     "malformed",
     "parse_chain_id",
     "parse_datetime",
+    "parse_optional_datetime",
 ]
 
 MAX_MESSAGE_BYTES: Final = 8192
@@ -187,6 +193,24 @@ def check_resources(values: tuple[str, ...], field: str = "resources") -> None:
         check_uri(value, f"{field}[{index}]", MAX_RESOURCE)
 
 
+def check_text_types(
+    message: object, required: Iterable[str], optional: Iterable[str] = ()
+) -> None:
+    """Each ``required`` attribute of ``message`` is text; each ``optional`` one text or None."""
+    for name in required:
+        if not isinstance(getattr(message, name), str):
+            raise malformed(name, "must be text")
+    for name in optional:
+        if not isinstance(getattr(message, name), str | None):
+            raise malformed(name, "must be text or None")
+
+
+def check_resources_type(resources: object, field: str = "resources") -> None:
+    """``resources`` is a tuple of text."""
+    if not isinstance(resources, tuple) or not all(isinstance(r, str) for r in resources):
+        raise malformed(field, "must be a tuple of text")
+
+
 def check_statement(value: str, field: str = "statement") -> None:
     """``1*( reserved / unreserved / " " )``: non-empty printable ASCII, no LF."""
     _bounded(value, field, MAX_STATEMENT)
@@ -232,6 +256,11 @@ def parse_datetime(value: str, field: str) -> datetime:
     except (ValueError, OverflowError):
         raise malformed(field, "not a real date and time") from None
     return moment
+
+
+def parse_optional_datetime(value: str | None, field: str) -> datetime | None:
+    """:func:`parse_datetime`, or ``None`` for a field that is left out."""
+    return None if value is None else parse_datetime(value, field)
 
 
 def _offset(match: re.Match[str], field: str) -> timezone:

@@ -1,4 +1,4 @@
-"""Reading LF-separated sign-in texts one line at a time (SIWS and the did:key format).
+"""Reading LF-separated sign-in texts one line at a time (SIWE, SIWS, the did:key format).
 
 The envelope rule every keyproof text format shares: ASCII only, LF line breaks only,
 no trailing line break, at most :data:`~keyproof.messages._fields.MAX_MESSAGE_BYTES`.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from keyproof.messages import _fields as f
 
-__all__ = ["Lines", "check_envelope", "read_resources", "resource_lines"]
+__all__ = ["Lines", "check_envelope", "read_resources", "resource_lines", "strip_header"]
 
 
 def check_envelope(text: object) -> str:
@@ -23,6 +23,13 @@ def check_envelope(text: object) -> str:
     if text.endswith("\n"):
         raise f.malformed("message", "must not end with a line break")
     return text
+
+
+def strip_header(header: str, suffix: str) -> str:
+    """The origin in front of ``suffix`` on a header line."""
+    if not header.endswith(suffix):
+        raise f.malformed("header", f"must end with {suffix.strip()!r}")
+    return header.removesuffix(suffix)
 
 
 class Lines:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Final
 
 from keyproof.accounts import Account, ChallengeText, Family
@@ -43,25 +42,17 @@ from keyproof.crypto.didkey import DID_KEY_MAX_LENGTH, KeyKind, decode_did_key, 
 from keyproof.crypto.encoding import decode_base58_key_upto, decode_base64url
 from keyproof.errors import InvalidAccount
 from keyproof.messages import _fields as f
-from keyproof.messages._lines import Lines, check_envelope, read_resources, resource_lines
+from keyproof.messages._layout import Layout, Times
 
 __all__ = ["FAMILY", "HEADER_SUFFIX", "AgentFamily", "AgentMessage", "canonical_did_key", "parse"]
 
 HEADER_SUFFIX: Final = " wants you to sign in with your key:"
 _DID_RE: Final = re.compile(r"did:key:z[1-9A-HJ-NP-Za-km-z]+", re.ASCII)
 _SECP256K1_CODEC: Final = b"\xe7\x01"
-_TEXT_FIELDS: Final = ("domain", "address", "uri", "version", "nonce", "issued_at")
-_OPTIONAL_TEXT_FIELDS: Final = (
-    "scheme",
-    "statement",
-    "expiration_time",
-    "not_before",
-    "request_id",
-)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AgentMessage:
+class AgentMessage(Times):
     """One did:key sign-in message; constructing it validates every field."""
 
     scheme: str | None = None
@@ -81,126 +72,24 @@ class AgentMessage:
     resources: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        _check_types(self)
-        if self.scheme is not None:
-            f.check_scheme(self.scheme)
-        f.check_authority(self.domain)
-        if len(self.address) > DID_KEY_MAX_LENGTH or not _DID_RE.fullmatch(self.address):
-            raise f.malformed("address", "must be a base58btc did:key")
-        if self.statement is not None:
-            f.check_statement(self.statement)
-        f.check_uri(self.uri)
-        if self.version != "1":
-            raise f.malformed("version", "must be 1")
-        f.check_nonce(self.nonce)
-        self._times()
-        if self.request_id is not None:
-            f.check_request_id(self.request_id)
-        f.check_resources(self.resources)
-        f.check_message_size(self.to_text())
-
-    def _times(self) -> tuple[datetime, datetime | None, datetime | None]:
-        return (
-            f.parse_datetime(self.issued_at, "issued at"),
-            _optional_time(self.expiration_time, "expiration time"),
-            _optional_time(self.not_before, "not before"),
-        )
-
-    def issued_at_datetime(self) -> datetime:
-        return self._times()[0]
-
-    def expiration_datetime(self) -> datetime | None:
-        return self._times()[1]
-
-    def not_before_datetime(self) -> datetime | None:
-        return self._times()[2]
+        _LAYOUT.check(self)
 
     def to_text(self) -> str:
         """The exact text: what :func:`parse` read, or what the key signs."""
-        origin = self.domain if self.scheme is None else f"{self.scheme}://{self.domain}"
-        lines = [origin + HEADER_SUFFIX, self.address, ""]
-        if self.statement is not None:
-            lines.append(self.statement)
-        lines += [
-            "",
-            f"URI: {self.uri}",
-            f"Version: {self.version}",
-            f"Nonce: {self.nonce}",
-            f"Issued At: {self.issued_at}",
-        ]
-        optional = (
-            ("Expiration Time: ", self.expiration_time),
-            ("Not Before: ", self.not_before),
-            ("Request ID: ", self.request_id),
-        )
-        lines += [label + value for label, value in optional if value is not None]
-        return "\n".join(lines + resource_lines(self.resources))
+        return _LAYOUT.render(self)
 
 
-def _check_types(message: AgentMessage) -> None:
-    for name in _TEXT_FIELDS:
-        if not isinstance(getattr(message, name), str):
-            raise f.malformed(name, "must be text")
-    for name in _OPTIONAL_TEXT_FIELDS:
-        if not isinstance(getattr(message, name), str | None):
-            raise f.malformed(name, "must be text or None")
-    resources = message.resources
-    if not isinstance(resources, tuple) or not all(isinstance(r, str) for r in resources):
-        raise f.malformed("resources", "must be a tuple of text")
+def _check_address(address: str) -> None:
+    if len(address) > DID_KEY_MAX_LENGTH or not _DID_RE.fullmatch(address):
+        raise f.malformed("address", "must be a base58btc did:key")
 
 
-def _optional_time(value: str | None, field: str) -> datetime | None:
-    return None if value is None else f.parse_datetime(value, field)
-
-
-def _origin(header: str) -> tuple[str | None, str]:
-    if not header.endswith(HEADER_SUFFIX):
-        raise f.malformed("header", f"must end with {HEADER_SUFFIX.strip()!r}")
-    origin = header.removesuffix(HEADER_SUFFIX)
-    if "://" not in origin:
-        return None, origin
-    scheme, domain = origin.split("://", 1)
-    return scheme, domain
-
-
-def _statement(lines: Lines) -> str | None:
-    lines.blank("line after address")
-    statement = lines.next("statement")
-    if statement == "":
-        return None
-    lines.blank("line after statement")
-    return statement
+_LAYOUT: Final = Layout(HEADER_SUFFIX, _check_address, has_chain_id=False)
 
 
 def parse(text: str) -> AgentMessage:
     """Strictly parse a did:key sign-in message; raise ``MalformedMessage`` otherwise."""
-    lines = Lines(check_envelope(text))
-    scheme, domain = _origin(lines.next("header"))
-    address = lines.next("address")
-    statement = _statement(lines)
-    uri = lines.field("URI: ")
-    version = lines.field("Version: ")
-    nonce = lines.field("Nonce: ")
-    issued_at = lines.field("Issued At: ")
-    expiration_time = lines.optional("Expiration Time: ")
-    not_before = lines.optional("Not Before: ")
-    request_id = lines.optional("Request ID: ")
-    resources = read_resources(lines)
-    lines.finish()
-    return AgentMessage(
-        scheme=scheme,
-        domain=domain,
-        address=address,
-        statement=statement,
-        uri=uri,
-        version=version,
-        nonce=nonce,
-        issued_at=issued_at,
-        expiration_time=expiration_time,
-        not_before=not_before,
-        request_id=request_id,
-        resources=resources,
-    )
+    return _LAYOUT.parse(text, AgentMessage)
 
 
 def _long_secp256k1_key(did: str) -> bytes | None:

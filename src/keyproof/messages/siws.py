@@ -47,7 +47,13 @@ from keyproof.crypto import ed25519
 from keyproof.crypto.encoding import decode_base58, decode_base58_key
 from keyproof.errors import InvalidAccount
 from keyproof.messages import _fields as f
-from keyproof.messages._lines import Lines, check_envelope, read_resources, resource_lines
+from keyproof.messages._lines import (
+    Lines,
+    check_envelope,
+    read_resources,
+    resource_lines,
+    strip_header,
+)
 
 __all__ = [
     "CHAIN_IDS",
@@ -119,7 +125,8 @@ class SiwsMessage:
     resources: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        _check_types(self)
+        f.check_text_types(self, ("domain", "address"), _OPTIONAL)
+        f.check_resources_type(self.resources)
         f.check_authority(self.domain)
         _check_address(self.address)
         if self.statement is not None:
@@ -140,9 +147,9 @@ class SiwsMessage:
 
     def _times(self) -> tuple[datetime | None, datetime | None, datetime | None]:
         return (
-            _optional_time(self.issued_at, "issued at"),
-            _optional_time(self.expiration_time, "expiration time"),
-            _optional_time(self.not_before, "not before"),
+            f.parse_optional_datetime(self.issued_at, "issued at"),
+            f.parse_optional_datetime(self.expiration_time, "expiration time"),
+            f.parse_optional_datetime(self.not_before, "not before"),
         )
 
     def issued_at_datetime(self) -> datetime | None:
@@ -167,18 +174,6 @@ class SiwsMessage:
         return text
 
 
-def _check_types(message: SiwsMessage) -> None:
-    for name in ("domain", "address"):
-        if not isinstance(getattr(message, name), str):
-            raise f.malformed(name, "must be text")
-    for name in _OPTIONAL:
-        if not isinstance(getattr(message, name), str | None):
-            raise f.malformed(name, "must be text or None")
-    resources = message.resources
-    if not isinstance(resources, tuple) or not all(isinstance(r, str) for r in resources):
-        raise f.malformed("resources", "must be a tuple of text")
-
-
 def _check_address(address: str) -> None:
     if _ADDRESS_RE.fullmatch(address) is None:
         raise f.malformed("address", "must be 32 to 44 base58 characters")
@@ -198,16 +193,6 @@ def _check_statement(statement: str) -> None:
         raise f.malformed("statement", "must not begin like a field line")
 
 
-def _optional_time(value: str | None, field: str) -> datetime | None:
-    return None if value is None else f.parse_datetime(value, field)
-
-
-def _domain(header: str) -> str:
-    if not header.endswith(HEADER_SUFFIX):
-        raise f.malformed("header", f"must end with {HEADER_SUFFIX.strip()!r}")
-    return header.removesuffix(HEADER_SUFFIX)
-
-
 def _statement(lines: Lines) -> str | None:
     """After the address: nothing, or LF LF and a statement or the first field."""
     if lines.done():
@@ -224,7 +209,7 @@ def _statement(lines: Lines) -> str | None:
 def parse(text: str) -> SiwsMessage:
     """Strictly parse a SIWS message; raise ``MalformedMessage`` if it breaks the ABNF."""
     lines = Lines(check_envelope(text))
-    domain = _domain(lines.next("header"))
+    domain = strip_header(lines.next("header"), HEADER_SUFFIX)
     address = lines.next("address")
     statement = _statement(lines)
     uri, version, chain_id, nonce, issued_at, expiration_time, not_before, request_id = (

@@ -1,0 +1,172 @@
+"""The ERC-4361 text layout that SIWE and the did:key format share: render and strict parse.
+
+The layout is the one drawn in :mod:`keyproof.messages.siwe`; a :class:`Layout` sets
+the three parts that differ between formats: the text that ends the header line, the
+rule for the address line, and whether a ``Chain ID:`` line follows ``Version:``
+(:mod:`keyproof.messages.agent` has none).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final, Protocol, TypeVar
+
+from keyproof.accounts import SignInMessage
+from keyproof.messages import _fields as f
+from keyproof.messages._lines import (
+    Lines,
+    check_envelope,
+    read_resources,
+    resource_lines,
+    strip_header,
+)
+
+__all__ = ["Body", "Layout", "Times", "times"]
+
+_TEXT_FIELDS: Final = ("domain", "address", "uri", "version", "nonce", "issued_at")
+_OPTIONAL_TEXT_FIELDS: Final = (
+    "scheme",
+    "statement",
+    "expiration_time",
+    "not_before",
+    "request_id",
+)
+_OPTIONAL_LABELS: Final = (
+    ("expiration_time", "Expiration Time: "),
+    ("not_before", "Not Before: "),
+    ("request_id", "Request ID: "),
+)
+
+MessageT = TypeVar("MessageT")
+
+
+class Body(SignInMessage, Protocol):
+    """The fields every message in this layout has (read-only, as on a frozen dataclass)."""
+
+    @property
+    def scheme(self) -> str | None: ...
+    @property
+    def address(self) -> str: ...
+    @property
+    def issued_at(self) -> str: ...
+    @property
+    def expiration_time(self) -> str | None: ...
+    @property
+    def not_before(self) -> str | None: ...
+
+
+def times(message: Body) -> tuple[datetime, datetime | None, datetime | None]:
+    """``(issued at, expiration time, not before)`` as aware datetimes."""
+    return (
+        f.parse_datetime(message.issued_at, "issued at"),
+        f.parse_optional_datetime(message.expiration_time, "expiration time"),
+        f.parse_optional_datetime(message.not_before, "not before"),
+    )
+
+
+class Times:
+    """The ``*_datetime`` accessors of a message in this layout."""
+
+    __slots__ = ()
+
+    def issued_at_datetime(self: Body) -> datetime:
+        """``Issued At`` as an aware datetime."""
+        return times(self)[0]
+
+    def expiration_datetime(self: Body) -> datetime | None:
+        """``Expiration Time`` as an aware datetime, if present."""
+        return times(self)[1]
+
+    def not_before_datetime(self: Body) -> datetime | None:
+        """``Not Before`` as an aware datetime, if present."""
+        return times(self)[2]
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """What one format sets in the shared layout."""
+
+    header_suffix: str
+    """Text after the origin on the first line."""
+    check_address: Callable[[str], None]
+    """Raises ``MalformedMessage`` for an address line this format does not accept."""
+    has_chain_id: bool
+    """Whether a ``Chain ID:`` line follows ``Version:``."""
+
+    def check(self, message: Body, chain_id: int | None = None) -> None:
+        """Validate every field of ``message``; ``chain_id`` is read when the layout has one."""
+        f.check_text_types(message, _TEXT_FIELDS, _OPTIONAL_TEXT_FIELDS)
+        if self.has_chain_id and type(chain_id) is not int:
+            raise f.malformed("chain id", "must be an int")
+        f.check_resources_type(message.resources)
+        if message.scheme is not None:
+            f.check_scheme(message.scheme)
+        f.check_authority(message.domain)
+        self.check_address(message.address)
+        if message.statement is not None:
+            f.check_statement(message.statement)
+        f.check_uri(message.uri)
+        if message.version != "1":
+            raise f.malformed("version", "must be 1")
+        if self.has_chain_id:
+            f.parse_chain_id(str(chain_id))
+        f.check_nonce(message.nonce)
+        times(message)
+        if message.request_id is not None:
+            f.check_request_id(message.request_id)
+        f.check_resources(message.resources)
+        f.check_message_size(self.render(message, chain_id))
+
+    def render(self, message: Body, chain_id: int | None = None) -> str:
+        """The exact text of ``message``: what :meth:`parse` reads back."""
+        scheme, domain = message.scheme, message.domain
+        origin = domain if scheme is None else f"{scheme}://{domain}"
+        lines = [origin + self.header_suffix, message.address, ""]
+        if message.statement is not None:
+            lines.append(message.statement)
+        lines += ["", f"URI: {message.uri}", f"Version: {message.version}"]
+        if self.has_chain_id:
+            lines.append(f"Chain ID: {chain_id}")
+        lines += [f"Nonce: {message.nonce}", f"Issued At: {message.issued_at}"]
+        for name, label in _OPTIONAL_LABELS:
+            value = getattr(message, name)
+            if value is not None:
+                lines.append(label + value)
+        return "\n".join(lines + resource_lines(message.resources))
+
+    def parse(self, text: str, build: Callable[..., MessageT]) -> MessageT:
+        """Strictly read ``text`` and pass its fields, by name, to ``build``."""
+        lines = Lines(check_envelope(text))
+        fields: dict[str, object] = {}
+        fields["scheme"], fields["domain"] = self._origin(lines.next("header"))
+        fields["address"] = lines.next("address")
+        fields["statement"] = _statement(lines)
+        fields["uri"] = lines.field("URI: ")
+        fields["version"] = lines.field("Version: ")
+        if self.has_chain_id:
+            fields["chain_id"] = f.parse_chain_id(lines.field("Chain ID: "))
+        fields["nonce"] = lines.field("Nonce: ")
+        fields["issued_at"] = lines.field("Issued At: ")
+        for name, label in _OPTIONAL_LABELS:
+            fields[name] = lines.optional(label)
+        fields["resources"] = read_resources(lines)
+        lines.finish()
+        return build(**fields)
+
+    def _origin(self, header: str) -> tuple[str | None, str]:
+        origin = strip_header(header, self.header_suffix)
+        if "://" not in origin:
+            return None, origin
+        scheme, domain = origin.split("://", 1)
+        return scheme, domain
+
+
+def _statement(lines: Lines) -> str | None:
+    lines.blank("line after address")
+    statement = lines.next("statement")
+    if statement == "":
+        return None
+    lines.blank("line after statement")
+    return statement
