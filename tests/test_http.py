@@ -154,6 +154,11 @@ def test_v_0_and_1_both_accepted_across_signatures(client: TestClient):
             400,
             "invalid_json",
         ),
+        (
+            {"content": b'{"account": "\\ud800"}', "headers": {"content-type": "application/json"}},
+            400,
+            "invalid_json",
+        ),
     ],
     ids=[
         "wrong_content_type",
@@ -165,6 +170,7 @@ def test_v_0_and_1_both_accepted_across_signatures(client: TestClient):
         "missing_account",
         "account_not_string",
         "not_utf8",
+        "lone_surrogate",
     ],
 )
 def test_bad_requests(client: TestClient, kwargs, status, reason):
@@ -201,3 +207,9 @@ def test_domain_comes_from_settings_not_host_header(client: TestClient, settings
         "/v1/challenge", json={"account": wallet.caip10()}, headers={"host": "evil.example"}
     )
     assert response.json()["message"].startswith(f"{settings.domain} wants you")
+
+
+def test_lone_surrogate_in_token_request_is_400_not_500(client: TestClient):
+    body = b'{"message": "\\ud800 wants you", "signature": "0x00"}'
+    response = client.post("/v1/token", content=body, headers={"content-type": "application/json"})
+    assert (response.status_code, response.json()["reason"]) == (400, "invalid_json")

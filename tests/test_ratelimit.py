@@ -150,8 +150,34 @@ async def test_failed_attempts_per_account_count_across_ips(limited: Service):
             await limited.redeem(
                 issued.message, _bad_signature(wallet, issued.message), client_ip=ip
             )
+    with pytest.raises(RateLimited) as refused:
+        await limited.redeem(
+            issued.message, _bad_signature(wallet, issued.message), client_ip="203.0.113.3"
+        )
+    assert refused.value.retry_after == 60
+
+
+async def test_strangers_failing_for_an_account_cannot_lock_its_owner_out(limited: Service):
+    wallet = EthWallet.create()
+    issued = await limited.challenge(wallet.caip10())
+    for i in range(6):
+        with pytest.raises((SignatureInvalid, RateLimited)):
+            await limited.redeem(
+                issued.message, _bad_signature(wallet, issued.message), client_ip=f"203.0.113.{i}"
+            )
+    token = await limited.redeem(issued.message, wallet.sign(issued.message), client_ip="1.2.3.4")
+    assert token.claims["sub"] == wallet.caip10()
+
+
+async def test_ipv6_clients_are_counted_per_64(limited: Service):
+    template = (await limited.challenge(EthWallet.create().caip10())).message
+    for host in range(1, 5):
+        with pytest.raises(NonceRejected):
+            await limited.redeem(_forged_message(template), SIG, client_ip=f"2001:db8::{host}")
     with pytest.raises(RateLimited):
-        await limited.redeem(issued.message, wallet.sign(issued.message), client_ip="198.51.100.5")
+        await limited.redeem(_forged_message(template), SIG, client_ip="2001:db8::ffff:1")
+    with pytest.raises(NonceRejected):
+        await limited.redeem(_forged_message(template), SIG, client_ip="2001:db8:0:1::1")
 
 
 async def test_forged_nonces_do_not_lock_out_an_account(limited: Service):

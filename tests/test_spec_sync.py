@@ -49,3 +49,13 @@ def test_unknown_code_cannot_be_raised():
         assert "nonce_used" in str(refused)
     else:
         raise AssertionError("a code of another class was accepted")
+
+
+def test_every_code_is_raised_somewhere():
+    """No exported error code is dead: each appears in a module other than errors.py."""
+    source = Path(errors.__file__).parent
+    text = "\n".join(
+        p.read_text(encoding="utf-8") for p in source.rglob("*.py") if p.name != "errors.py"
+    )
+    unused = sorted(code for code in errors.all_codes() if f'"{code}"' not in text)
+    assert unused == []

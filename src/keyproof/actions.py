@@ -353,9 +353,37 @@ def bearer_token(authorization: str | None) -> str:
 
 
 async def verify_action_request(
+    service: Service,
+    authorization: str | None,
+    body: Mapping[str, Any],
+    *,
+    client_ip: str | None = None,
+) -> VerifiedAction:
+    """``{action, signature, expect: {service, audience, type, object}}`` + bearer token.
+
+    Every decision goes to the service's audit log.
+    """
+    try:
+        verified = await _verify_request(service, authorization, body)
+    except KeyproofError as refusal:
+        service.audit.record(
+            "action", "refused", code=refusal.code, account=None, client_ip=client_ip
+        )
+        raise
+    service.audit.record(
+        "action",
+        "success",
+        code=None,
+        account=verified.signer,
+        client_ip=client_ip,
+        action_id=verified.action.id,
+    )
+    return verified
+
+
+async def _verify_request(
     service: Service, authorization: str | None, body: Mapping[str, Any]
 ) -> VerifiedAction:
-    """``{action, signature, expect: {service, audience, type, object}}`` + bearer token."""
     expect = _expectations(body.get("expect"))
     claims = verify_access_token(
         bearer_token(authorization),

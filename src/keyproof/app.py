@@ -111,9 +111,7 @@ class Endpoints:
         try:
             authenticate_client(self.settings, request.headers.get("authorization"))
         except ClientAuthenticationFailed as exc:
-            response = error_response(exc)
-            response.headers["WWW-Authenticate"] = 'Basic realm="keyproof introspection"'
-            return response
+            return _challenged(request, exc, 'Basic realm="keyproof introspection"')
         body = await read_form_or_json(request, self.settings.max_body_bytes)
         return json_response(
             await self._revocation().introspect(_required(body, "token")), no_store=True
@@ -121,28 +119,15 @@ class Endpoints:
 
     async def verify_action(self, request: Request) -> Response:
         body = await read_json_object(request, self.settings.max_body_bytes)
-        authorization = request.headers.get("authorization")
-        service = self._service()
-        client_ip = self.client_ip(request.scope)
         try:
-            verified = await verify_action_request(service, authorization, body)
-        except KeyproofError as exc:
-            service.audit.record(
-                "action", "refused", code=exc.code, account=None, client_ip=client_ip
+            verified = await verify_action_request(
+                self._service(),
+                request.headers.get("authorization"),
+                body,
+                client_ip=self.client_ip(request.scope),
             )
-            if not isinstance(exc, TokenInvalid):
-                raise
-            response = error_response(exc)
-            response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
-            return response
-        service.audit.record(
-            "action",
-            "success",
-            code=None,
-            account=verified.signer,
-            client_ip=client_ip,
-            action_id=verified.action.id,
-        )
+        except TokenInvalid as exc:
+            return _challenged(request, exc, 'Bearer error="invalid_token"')
         return json_response(verified.to_json(), no_store=True)
 
     async def metadata(self, request: Request) -> Response:
@@ -186,6 +171,14 @@ def _required(body: dict[str, Any], name: str) -> str:
     if value is None:  # unreachable: string_field raises for a required member
         raise InvalidRequest("missing_field", f"{name} is required")
     return value
+
+
+def _challenged(request: Request, error: KeyproofError, www_authenticate: str) -> Response:
+    """An authentication failure with the RFC 7235 challenge header."""
+    request.scope[ERROR_CODE_SCOPE_KEY] = error.code
+    response = error_response(error)
+    response.headers["WWW-Authenticate"] = www_authenticate
+    return response
 
 
 async def _keyproof_error(request: Request, exc: Exception) -> Response:

@@ -38,6 +38,7 @@ INT_SETTINGS = frozenset(
         "clock_skew",
         "max_body_bytes",
         "action_horizon",
+        "rate_window",
     }
 )
 LIMIT_SETTINGS = frozenset(
@@ -109,6 +110,10 @@ class Settings:
     def _validate(self) -> None:
         _require(1 <= self.port <= 65535 or self.port == 0, "port must be 0..65535")
         _require(1 <= self.workers <= 64, "workers must be 1..64")
+        _require(
+            self.workers == 1 or not self.store.startswith("memory:"),
+            "memory:// is per process: use sqlite:// or redis:// with several workers",
+        )
         _require(10 <= self.challenge_ttl <= 3600, "challenge_ttl must be 10..3600 seconds")
         _require(
             10 <= self.token_ttl <= MAX_TOKEN_LIFETIME,
@@ -258,7 +263,7 @@ def _coerce_one(name: str, value: Any) -> Any:
         if not isinstance(items, list | tuple):
             raise ConfigurationError("invalid_setting", f"{name} must be a list")
         return tuple(str(item).strip() for item in items if str(item).strip())
-    if name in INT_SETTINGS | LIMIT_SETTINGS | {"rate_window"}:
+    if name in INT_SETTINGS | LIMIT_SETTINGS:
         if isinstance(value, bool):
             raise ConfigurationError("invalid_setting", f"{name} must be an integer")
         try:

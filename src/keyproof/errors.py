@@ -133,8 +133,6 @@ class BindingMismatch(ProofRejected):
             "uri_mismatch",
             "chain_mismatch",
             "account_mismatch",
-            "scope_mismatch",
-            "message_mismatch",
         }
     )
 

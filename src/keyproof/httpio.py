@@ -105,6 +105,11 @@ def _parse_object(body: bytes) -> dict[str, Any]:
         raise InvalidRequest("invalid_json", "body is not valid JSON") from None
     if not isinstance(value, dict):
         raise InvalidRequest("invalid_json", "body must be a JSON object")
+    try:
+        # JSON escapes can spell lone surrogates, which no later step could encode.
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequest("invalid_json", "body holds invalid Unicode") from None
     return value
 
 

@@ -9,15 +9,19 @@ window and the store stays bounded. Refusals are ``RateLimited`` (HTTP 429) with
 * Outstanding challenges per account and in total: challenges issued within one
   ``challenge_ttl`` window. A fixed window may overlap challenges of the previous
   one, so at most twice the cap is ever live: a bound, not an exact count.
-* ``/v1/token``: failed attempts per client IP and per account. Once a counter
-  reaches its limit, further attempts are refused before any work is done.
+* ``/v1/token``: failed attempts per client IP and per account. An IP over its limit
+  is refused before any work is done. An account over its limit answers its *failed*
+  attempts with 429 while a valid proof still succeeds: anyone may ask a challenge
+  for any account, so a hard block would let a stranger lock the owner out.
 
 Counter keys carry a SHA-256 digest of the IP or account, never the value itself.
+IPv6 clients are counted per /64, the block one host usually holds.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from dataclasses import dataclass
 
 from keyproof.config import Settings
@@ -71,7 +75,7 @@ class RateLimiter:
         if client_ip is None:
             return
         limits = self.limits
-        await self._count(f"ch:ip:{digest(client_ip)}", limits.window, limits.challenge_per_ip)
+        await self._count(f"ch:ip:{_client_key(client_ip)}", limits.window, limits.challenge_per_ip)
 
     async def admit_challenge_account(self, account: str) -> None:
         """Count a challenge for ``account`` against its rate and the outstanding caps."""
@@ -91,19 +95,20 @@ class RateLimiter:
     async def admit_token_ip(self, client_ip: str | None) -> None:
         """Refuse a token attempt from an IP that failed too often in this window."""
         if client_ip is not None:
-            await self._check(f"fail:ip:{digest(client_ip)}", self.limits.failed_token_per_ip)
-
-    async def admit_token_account(self, account: str) -> None:
-        """Refuse a token attempt for an account that failed too often in this window."""
-        await self._check(f"fail:acct:{digest(account)}", self.limits.failed_token_per_account)
+            await self._check(f"fail:ip:{_client_key(client_ip)}", self.limits.failed_token_per_ip)
 
     async def record_failure(self, *, client_ip: str | None, account: str | None) -> None:
-        """Count one failed token attempt against the IP and, if known, the account."""
+        """Count one failed token attempt against the IP and, if known, the account.
+
+        Raises ``RateLimited`` when the account has failed too often in this window.
+        """
         window = self.limits.window
         if client_ip is not None:
-            await self.store.hit(Kind.COUNTER, f"fail:ip:{digest(client_ip)}", window)
+            await self.store.hit(Kind.COUNTER, f"fail:ip:{_client_key(client_ip)}", window)
         if account is not None:
-            await self.store.hit(Kind.COUNTER, f"fail:acct:{digest(account)}", window)
+            await self._count(
+                f"fail:acct:{digest(account)}", window, self.limits.failed_token_per_account
+            )
 
     async def _count(self, key: str, window: int, limit: int, code: str = "rate_limited") -> None:
         if await self.store.hit(Kind.COUNTER, key, window) > limit:
@@ -121,6 +126,19 @@ _DESCRIPTIONS = {
     "rate_limited": "too many requests",
     "too_many_challenges": "too many outstanding challenges",
 }
+
+
+def _client_key(client_ip: str) -> str:
+    """Digest of the IPv4 address, or of the /64 an IPv6 address belongs to."""
+    try:
+        address = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return digest(client_ip)
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return digest(str(address.ipv4_mapped))
+        return digest(str(ipaddress.IPv6Network((address, 64), strict=False)))
+    return digest(str(address))
 
 
 def _as_int(value: bytes) -> int:

@@ -3,13 +3,14 @@
 This module is the only place that knows the order of checks on redeem:
 
     failed attempts of the client IP under its limit -> size limits -> strict parse
-    -> failed attempts of the account under its limit -> look up binding (read only)
-    -> fields match the binding -> time window -> signature over the exact bytes
-    received -> atomic consume of the nonce -> policy -> mint
+    -> look up binding (read only) -> fields match the binding -> time window ->
+    signature over the exact bytes received -> atomic consume of the nonce -> policy
+    -> mint
 
 Every redeem decision goes to the audit log; a refusal other than a replay of an
 already redeemed message counts as a failed attempt of the client IP and, once the
-nonce is known to be bound to that account, of the account (``keyproof.ratelimit``).
+nonce is known to be bound to that account, of the account (``keyproof.ratelimit``);
+an account over its limit gets 429 for failed attempts, never for a valid proof.
 Challenges are rate-limited per client IP before parsing and per account after.
 
 A bad signature therefore never burns a pending nonce, and of several concurrent
@@ -260,7 +261,6 @@ class Service:
         family = family_for_message(message)
         parsed, account = family.parse(message)
         attempt.account, attempt.nonce = account.id, parsed.nonce
-        await self.limiter.admit_token_account(account.id)
         binding_bytes = await self.store.get(Kind.CHALLENGE, parsed.nonce)
         if binding_bytes is None:
             raise await self._missing_nonce(parsed.nonce)
