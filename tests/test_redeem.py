@@ -82,10 +82,11 @@ async def test_unknown_nonce(service: Service, wallet: EthWallet):
     ("original", "replacement", "code"),
     [
         ("127.0.0.1:8000 wants", "evil.example wants", "domain_mismatch"),
+        ("127.0.0.1:8000 wants", "https://127.0.0.1:8000 wants", "domain_mismatch"),
         ("URI: http://127.0.0.1:8000", "URI: https://evil.example", "uri_mismatch"),
         ("Chain ID: 1", "Chain ID: 137", "chain_mismatch"),
     ],
-    ids=["wrong_domain", "wrong_uri", "wrong_chain"],
+    ids=["wrong_domain", "wrong_scheme", "wrong_uri", "wrong_chain"],
 )
 async def test_field_differs_from_binding(
     service: Service, wallet: EthWallet, original: str, replacement: str, code: str
@@ -221,3 +222,11 @@ async def test_oversized_message_refused_before_parsing(service: Service):
     with pytest.raises(MalformedMessage) as refused:
         await service.redeem("x" * 9000, "0x00")
     assert refused.value.code == "message_too_long"
+
+
+async def test_scheme_of_the_configured_uri_is_accepted(service: Service, wallet: EthWallet):
+    challenge = await service.challenge(wallet.caip10())
+    with_scheme = challenge.message.replace("127.0.0.1:8000 wants", "http://127.0.0.1:8000 wants")
+    assert with_scheme != challenge.message
+    token = await service.redeem(with_scheme, wallet.sign(with_scheme))
+    assert token.claims["sub"] == wallet.caip10()

@@ -43,8 +43,32 @@ def test_environment_round_trip_reproduces_settings(tmp_path: Path):
         ({"trusted_proxies": "not-an-ip"}, "trusted proxy"),
         ({"port": "eighty"}, "integer"),
         ({"nonsense": 1}, "unknown settings"),
+        ({"workers": 2, "store": "memory://"}, "memory:// is per process"),
+        ({"port": 0}, "port"),
+        ({"domain": "x/y"}, "domain"),
+        ({"statement": 'say "hi"'}, "statement"),
+        ({"statement": "two\nlines"}, "statement"),
+        ({"chains": "cosmos:cosmoshub-4"}, "not supported"),
+        ({"chains": "eip155:01"}, "invalid"),
+        ({"chains": "solana:nowhere"}, "invalid"),
     ],
-    ids=["port", "workers", "token_ttl_over_cap", "uri_scheme", "proxy", "port_type", "unknown"],
+    ids=[
+        "port",
+        "workers",
+        "token_ttl_over_cap",
+        "uri_scheme",
+        "proxy",
+        "port_type",
+        "unknown",
+        "memory_store_with_workers",
+        "port_zero",
+        "domain_not_authority",
+        "statement_quote",
+        "statement_newline",
+        "unknown_chain_namespace",
+        "eip155_leading_zero",
+        "unknown_solana_cluster",
+    ],
 )
 def test_invalid_settings_fail_with_a_clear_message(flags, message):
     with pytest.raises(ConfigurationError, match=message):
@@ -71,3 +95,29 @@ def test_repr_of_settings_and_keys_holds_no_private_key(tmp_path: Path):
     for text in (repr(settings), repr(keys), repr(keys.keys[0]), str(keys.jwks())):
         assert private_d not in text
     assert (tmp_path / KEY_FILE_NAME).stat().st_mode & 0o777 == 0o600
+
+
+def test_chains_are_canonicalized():
+    settings = Settings(chains=("eip155:10", "solana:mainnet", "did:key"))
+    assert settings.chains == (
+        "eip155:10",
+        "solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp",
+        "did:key",
+    )
+
+
+def test_domain_defaults_to_the_configured_uri():
+    settings = Settings(uri="https://login.example.com")
+    assert settings.domain == "login.example.com"
+    assert settings.issuer == "https://login.example.com"
+
+
+def test_repr_hides_store_credentials():
+    settings = Settings(store="redis://:s3cret-pass@127.0.0.1:6379/0")
+    assert "s3cret-pass" not in repr(settings)
+    assert "s3cret-pass" not in str(settings.public_summary())
+
+
+def test_data_dir_is_private(tmp_path: Path):
+    KeySet.load_or_create(tmp_path / "fresh" / KEY_FILE_NAME)
+    assert (tmp_path / "fresh").stat().st_mode & 0o777 == 0o700

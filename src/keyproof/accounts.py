@@ -101,6 +101,10 @@ class Family(abc.ABC):
     """How the first line of this family's messages ends."""
 
     @abc.abstractmethod
+    def canonical_chain(self, reference: str) -> str:
+        """The canonical CAIP-2 reference; raise ``InvalidAccount`` for an unknown chain."""
+
+    @abc.abstractmethod
     def account(self, chain: str, address: str) -> Account:
         """Canonicalize; raise ``InvalidAccount`` if the address is not valid."""
 

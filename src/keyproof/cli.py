@@ -37,9 +37,16 @@ SERVE_FLAGS: tuple[tuple[str, type, str], ...] = (
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="keyproof", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="keyproof", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the HTTP server")
+    serve = commands.add_parser(
+        "serve",
+        help="run the HTTP server",
+        description="Run the HTTP server. Every flag can also be set as KEYPROOF_<FLAG> "
+        "(e.g. KEYPROOF_DATA_DIR) or in the [keyproof] table of the --config file.",
+    )
     for flag, kind, text in SERVE_FLAGS:
         serve.add_argument(f"--{flag}", type=kind, help=text)
     keys = commands.add_parser("keys", help="manage the server's signing keys")

@@ -12,13 +12,15 @@ import hmac
 import ipaddress
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from keyproof.errors import ConfigurationError
+from keyproof.accounts import families
+from keyproof.errors import ConfigurationError, KeyproofError
+from keyproof.messages._fields import check_authority, check_statement
 from keyproof.policy import MAX_TOKEN_LIFETIME, Policy
 
 __all__ = ["DEFAULT_CHAINS", "Settings"]
@@ -62,7 +64,7 @@ class Settings:
     port: int = 8000
     workers: int = 1
     data_dir: Path = Path(".keyproof")
-    store: str = ""
+    store: str = field(default="", repr=False)  # a Redis URL may carry a password
     domain: str = ""
     uri: str = ""
     issuer: str = ""
@@ -95,8 +97,8 @@ class Settings:
         base = f"http://{_host_for_url(self.host)}:{self.port}"
         derived = {
             "store": f"sqlite:///{self.data_dir / 'keyproof.db'}",
-            "domain": urlsplit(base).netloc,
             "uri": base,
+            "domain": urlsplit(self.uri or base).netloc,
         }
         for name, value in derived.items():
             if not getattr(self, name):
@@ -108,7 +110,7 @@ class Settings:
         self._validate()
 
     def _validate(self) -> None:
-        _require(1 <= self.port <= 65535 or self.port == 0, "port must be 0..65535")
+        _require(1 <= self.port <= 65535, "port must be 1..65535")
         _require(1 <= self.workers <= 64, "workers must be 1..64")
         _require(
             self.workers == 1 or not self.store.startswith("memory:"),
@@ -137,8 +139,11 @@ class Settings:
         for name in ("uri", "issuer", *(f"audience {a}" for a in self.audiences)):
             value = name.split(" ", 1)[1] if name.startswith("audience ") else getattr(self, name)
             _require(_is_http_url(value), f"{name} must be an absolute http(s) URL: {value!r}")
-        _require(bool(self.domain) and " " not in self.domain, "domain must be an authority")
+        _check_message_field(check_authority, self.domain, "domain must be host[:port]")
+        if self.statement:
+            _check_message_field(check_statement, self.statement, "statement")
         _require(bool(self.chains), "at least one chain must be allowed")
+        object.__setattr__(self, "chains", tuple(_canonical_chain(c) for c in self.chains))
         for client_id, digest in self.introspection_clients.items():
             _require(
                 CLIENT_ID_PATTERN.fullmatch(client_id) is not None,
@@ -195,6 +200,28 @@ class Settings:
     def public_summary(self) -> dict[str, Any]:
         """Settings worth printing at startup (nothing secret)."""
         return {"issuer": self.issuer, "domain": self.domain, "store": _redact(self.store)}
+
+
+def _check_message_field(check: Callable[[str], None], value: str, what: str) -> None:
+    """Values written into every sign-in message must obey the message grammar."""
+    try:
+        check(value)
+    except KeyproofError as exc:
+        raise ConfigurationError("invalid_setting", f"{what}: {exc.description}") from None
+
+
+def _canonical_chain(entry: str) -> str:
+    """``did:key`` or a CAIP-2 id of a supported family, with its canonical reference."""
+    if entry == "did:key":
+        return entry
+    namespace, _, reference = entry.partition(":")
+    family = families().get(namespace)
+    if family is None or not reference:
+        raise ConfigurationError("invalid_setting", f"chain {entry[:60]!r} is not supported")
+    try:
+        return f"{namespace}:{family.canonical_chain(reference)}"
+    except KeyproofError:
+        raise ConfigurationError("invalid_setting", f"chain {entry[:60]!r} is invalid") from None
 
 
 def _require(condition: bool, message: str) -> None:

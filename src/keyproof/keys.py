@@ -151,7 +151,7 @@ class KeySet:
     @classmethod
     def load_or_create(cls, path: Path, clock: Callable[[], float] = time.time) -> KeySet:
         """Load the key file, creating it with one fresh key if it does not exist."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not path.exists():
             first = cls([SigningKey.generate(int(clock()))], clock)
             # Another worker may have created it first; then load theirs.

@@ -168,7 +168,11 @@ class Service:
             expires_at=now + self.settings.challenge_ttl,
         )
         text = family.render(self._challenge_text(parsed, binding, nonce))
-        await self.store.add(Kind.CHALLENGE, nonce, binding.encode(), self.settings.challenge_ttl)
+        stored = await self.store.add(
+            Kind.CHALLENGE, nonce, binding.encode(), self.settings.challenge_ttl
+        )
+        if not stored:  # a 128-bit nonce collided: never hand out a nonce bound elsewhere
+            raise Unavailable("store_unavailable", "could not store the challenge; retry")
         return Challenge(
             nonce=nonce,
             message=text,
@@ -334,11 +338,17 @@ def _check_binding(message: SignInMessage, account: Account, binding: Binding) -
         ("chain_mismatch", account.chain == binding.chain),
         ("account_mismatch", account.id == binding.account),
         ("domain_mismatch", message.domain == binding.domain),
+        # An origin scheme, where the format has one, must be the configured URI's.
+        ("domain_mismatch", getattr(message, "scheme", None) in (None, _scheme(binding.uri))),
         ("uri_mismatch", message.uri == binding.uri),
     )
     for code, ok in checks:
         if not ok:
             raise BindingMismatch(code, f"message does not match the challenge ({code})")
+
+
+def _scheme(uri: str) -> str:
+    return uri.split(":", 1)[0]
 
 
 def _signed_scopes(message: SignInMessage, binding: Binding) -> frozenset[str]:

@@ -125,6 +125,11 @@ class AgentFamily(Family):
     namespace = "did:key"
     header_suffix = HEADER_SUFFIX
 
+    def canonical_chain(self, reference: str) -> str:
+        if reference:
+            raise InvalidAccount("invalid_account", "a did:key account has no chain")
+        return reference
+
     def account(self, chain: str, address: str) -> Account:
         if chain:
             raise InvalidAccount("invalid_account", "a did:key account has no chain")

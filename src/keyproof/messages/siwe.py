@@ -141,6 +141,11 @@ class EthereumFamily(Family):
     namespace = "eip155"
     header_suffix = HEADER_SUFFIX
 
+    def canonical_chain(self, reference: str) -> str:
+        if not _CHAIN_RE.fullmatch(reference):
+            raise InvalidAccount("invalid_account", "an eip155 chain id is a decimal number")
+        return reference
+
     def account(self, chain: str, address: str) -> Account:
         if not _CHAIN_RE.fullmatch(chain) or not _ADDRESS_RE.fullmatch(address):
             raise InvalidAccount("invalid_account", "expected eip155:<chain id>:0x<40 hex>")

@@ -308,11 +308,16 @@ class SolanaFamily(Family):
     namespace = "solana"
     header_suffix = HEADER_SUFFIX
 
+    def canonical_chain(self, reference: str) -> str:
+        """The CAIP-2 reference; a cluster name (``mainnet``) is accepted for its own."""
+        canonical = CHAIN_REFERENCES.get(reference, reference)
+        if canonical not in _CLUSTERS:
+            raise InvalidAccount("unsupported_account", f"unknown Solana chain {reference[:40]!r}")
+        return canonical
+
     def account(self, chain: str, address: str) -> Account:
         """Canonicalize; a cluster name (``mainnet``) is accepted for its reference."""
-        reference = CHAIN_REFERENCES.get(chain, chain)
-        if reference not in _CLUSTERS:
-            raise InvalidAccount("unsupported_account", f"unknown Solana chain {chain[:40]!r}")
+        reference = self.canonical_chain(chain)
         key = ed25519.check_public_key(decode_base58_key(address, length=32))
         return Account(self.namespace, reference, address, key)
 

@@ -8,6 +8,11 @@ forever. A per-deployment ``prefix`` lets several deployments share one database
 
 Failures of any kind (refused, timed out, protocol or server error) surface as
 ``Unavailable("store_unavailable")`` so callers fail closed.
+
+A command is retried once after a connection error. If the first attempt had already
+run, the retry errs on the safe side: a retried ``GETDEL`` finds nothing (the redeem is
+refused as ``nonce_used`` and the client asks a new challenge), a retried ``SET NX``
+reports the entry as present, and a retried increment counts a request twice.
 """
 
 from __future__ import annotations
