@@ -41,7 +41,7 @@ def current_request_id() -> str | None:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, request id, extra fields.
+    """One JSON object per line: time, level, logger, pid, message, request id, extras.
 
     Extra fields are passed as ``logger.info("...", extra={"fields": {...}})``.
     """
@@ -51,6 +51,7 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
+            "pid": record.process,  # which worker, when several share a port
             "message": record.getMessage(),
             "request_id": current_request_id(),
         }
