@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import base58
+import coincurve
 import pytest
 from eth_account.messages import encode_defunct
 from starlette.testclient import TestClient
@@ -19,6 +20,7 @@ from starlette.testclient import TestClient
 from keyproof.accounts import families, family_for_message
 from keyproof.app import create_app
 from keyproof.config import DEFAULT_CHAINS, Settings
+from keyproof.crypto import secp256k1
 from keyproof.crypto.encoding import encode_base64url
 from keyproof.errors import KeyproofError
 from keyproof.keys import KeySet
@@ -263,3 +265,37 @@ def test_sign_in_family_vectors(case: dict[str, str]) -> None:
 def test_vectors_cover_every_outcome() -> None:
     assert {c["result"] for c in VECTORS} == {"valid", "signature_invalid", "malformed_signature"}
     assert len({c["name"] for c in VECTORS}) == len(VECTORS)
+
+
+def test_vectors_cover_every_family_and_outcome() -> None:
+    outcomes: dict[str, set[str]] = {}
+    for case in VECTORS:
+        namespace = family_for_message(case["message"]).namespace
+        outcomes.setdefault(namespace, set()).add(case["result"])
+    assert set(outcomes) == set(families())
+    for namespace, results in outcomes.items():
+        assert results == {"valid", "signature_invalid", "malformed_signature"}, namespace
+
+
+def _eip155_cases(suffix: str) -> list[dict[str, str]]:
+    return [c for c in VECTORS if c["name"].startswith("eip155-") and c["name"].endswith(suffix)]
+
+
+@pytest.mark.parametrize("case", _eip155_cases("high-s"), ids=lambda c: c["name"])
+def test_eip155_high_s_vectors_are_refused_only_by_the_low_s_rule(case: dict[str, str]) -> None:
+    # Without keyproof's low-S rule the twin recovers the signer: the refusal is policy.
+    signature = bytes.fromhex(case["signature"].removeprefix("0x"))
+    s = int.from_bytes(signature[32:64], "big")
+    assert s > secp256k1.CURVE_ORDER // 2
+    compact = signature[:64] + bytes([signature[64] - 27])
+    digest = secp256k1.eip191_digest(case["message"].encode("utf-8"))
+    key = coincurve.PublicKey.from_signature_and_message(compact, digest, hasher=None)
+    address = secp256k1.address_from_public_key(key.format(compressed=True))
+    assert case["account"].endswith(":" + secp256k1.checksum_address(address))
+
+
+def test_eip155_valid_vector_is_the_worked_example_in_the_spec() -> None:
+    spec = (Path(__file__).resolve().parents[1] / "specs/protocol.md").read_text("utf-8")
+    (case,) = [c for c in VECTORS if c["name"] == "eip155-valid"]
+    assert f"```text\n{case['message']}\n```" in spec
+    assert f"`{case['signature']}`" in spec

@@ -261,7 +261,7 @@ class Service:
 
     async def _redeem(self, message: str, signature: str, attempt: _Attempt) -> AccessToken:
         await self.limiter.admit_token_ip(attempt.client_ip)
-        _check_sizes(message, signature)
+        signed_bytes = _bounded_bytes(message, signature)
         family = family_for_message(message)
         parsed, account = family.parse(message)
         attempt.account, attempt.nonce = account.id, parsed.nonce
@@ -273,7 +273,7 @@ class Service:
         attempt.bound = True
         signed_scopes = _signed_scopes(parsed, binding)
         self._check_times(parsed, binding)
-        family.verify(account, message.encode("utf-8"), signature)
+        family.verify(account, signed_bytes, signature)
         await self._consume(parsed.nonce, binding_bytes)
         granted = self._granted(account, binding, signed_scopes)
         lifetime = self.settings.policy.lifetime(granted, self.settings.token_ttl)
@@ -325,11 +325,19 @@ def _family(account: Account) -> Family:
     return families()[account.namespace]
 
 
-def _check_sizes(message: str, signature: str) -> None:
-    if len(message) > MAX_MESSAGE_BYTES or len(message.encode("utf-8")) > MAX_MESSAGE_BYTES:
+def _bounded_bytes(message: str, signature: str) -> bytes:
+    """The exact bytes that were signed, after the size limits on both inputs."""
+    if len(message) > MAX_MESSAGE_BYTES:
+        raise MalformedMessage("message_too_long", f"message exceeds {MAX_MESSAGE_BYTES} bytes")
+    try:
+        encoded = message.encode("utf-8")
+    except UnicodeEncodeError:
+        raise MalformedMessage("malformed_message", "message is not valid Unicode") from None
+    if len(encoded) > MAX_MESSAGE_BYTES:
         raise MalformedMessage("message_too_long", f"message exceeds {MAX_MESSAGE_BYTES} bytes")
     if not signature or len(signature) > MAX_SIGNATURE_CHARS:
         raise MalformedSignature("malformed_signature", "signature has an invalid length")
+    return encoded
 
 
 def _check_binding(message: SignInMessage, account: Account, binding: Binding) -> None:

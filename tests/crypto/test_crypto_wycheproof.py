@@ -3,10 +3,16 @@
 Every case in each file is run; the case counts are asserted so that no vector can
 be skipped silently. Our policy differs from Wycheproof's in one documented place:
 low-S is required, so high-S signatures Wycheproof calls valid are refused.
+
+keyproof never parses DER (EIP-191 and did:key signatures are fixed-width), so the
+DER files reach ``verify_digest`` through ``strict_der``, an adapter in this file: in
+those runs the DER-malformed cases test the adapter, the rest test keyproof. The
+EIP-191 recovery core (``recover_digest``) is run on the same (r, s) pairs below.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -14,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import coincurve
 import pytest
 
 from keyproof.crypto import ed25519, secp256k1
@@ -175,3 +182,101 @@ def test_ed25519_refused_keys_only_in_invalid_cases() -> None:
 )
 def test_strict_der_adapter(signature: str, ok: bool) -> None:
     assert (strict_der(bytes.fromhex(signature)) is not None) is ok
+
+
+# --- the EIP-191 recovery core on the same (r, s) pairs ---------------------------------
+#
+# Ethereum signatures carry no public key: the verifier recovers one from (digest, r, s,
+# recovery id) and compares addresses. For recovery, a case "agrees" when some recovery
+# id in {0, 1} (v = 27 or 28) makes ``recover_digest`` return the address of the
+# vector's key exactly when Wycheproof calls the case valid (and, for us, low-S). Cases
+# whose bytes give no (r, s) (malformed DER, wrong length, a scalar over 32 bytes) are
+# refused before recovery and count as "never recovers".
+
+
+def recovery_ids(digest: bytes, rs: tuple[int, int] | None, key: bytes) -> set[int]:
+    """The recovery ids in {0, 1} for which ``recover_digest`` yields ``key``'s address."""
+    if rs is None or max(rs) >= 1 << 256:
+        return set()
+    address = secp256k1.address_from_public_key(key)
+    prefix = rs[0].to_bytes(32, "big") + rs[1].to_bytes(32, "big")
+    found = set()
+    for recovery_id in (0, 1):
+        try:
+            recovered = secp256k1.recover_digest(digest, prefix + bytes([recovery_id]))
+        except REFUSALS:
+            continue
+        if recovered == address:
+            found.add(recovery_id)
+    return found
+
+
+def recovery_outcomes(
+    found: list[Case], rs_of: Callable[[str], tuple[int, int] | None]
+) -> dict[int, set[int]]:
+    outcomes: dict[int, set[int]] = {}
+    for group, test in found:
+        digest = hashlib.sha256(bytes.fromhex(test["msg"])).digest()
+        key = bytes.fromhex(group["publicKey"]["uncompressed"])
+        outcomes[test["tcId"]] = recovery_ids(digest, rs_of(test["sig"]), key)
+    return outcomes
+
+
+def p1363_rs(sig: str) -> tuple[int, int] | None:
+    raw = bytes.fromhex(sig)
+    if len(raw) != 64:
+        return None
+    return int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")
+
+
+def der_rs(sig: str) -> tuple[int, int] | None:
+    return strict_der(bytes.fromhex(sig))
+
+
+def needs_recovery_id_2_or_3(case: Case) -> bool:
+    """R's x is r + n: only recovery ids 2 and 3 reach it, and EIP-191's v has neither."""
+    group, test = case
+    rs = der_rs(test["sig"])
+    if rs is None or max(rs) >= 1 << 256:
+        return False
+    digest = hashlib.sha256(bytes.fromhex(test["msg"])).digest()
+    key = coincurve.PublicKey(bytes.fromhex(group["publicKey"]["uncompressed"]))
+    compact = rs[0].to_bytes(32, "big") + rs[1].to_bytes(32, "big")
+    for recovery_id in (2, 3):
+        with contextlib.suppress(ValueError):
+            recovered = coincurve.PublicKey.from_signature_and_message(
+                compact + bytes([recovery_id]), digest, hasher=None
+            )
+            if recovered.format() == key.format():
+                return True
+    return False
+
+
+def test_bitcoin_recovery_agrees_except_large_x_coordinate() -> None:
+    found = cases("ecdsa_secp256k1_sha256_bitcoin_test.json")
+    got = recovery_outcomes(found, der_rs)
+    want = expected(found)
+    disagree = {tc for tc in got if bool(got[tc]) != want[tc]}
+    assert len(got) == 463
+    # One valid case (tcId 346, "k*G has a large x-coordinate") cannot be written as an
+    # Ethereum signature at all; every other case agrees, and no invalid one recovers.
+    assert all(want[tc] for tc in disagree)
+    large_x = {case[1]["tcId"] for case in found if needs_recovery_id_2_or_3(case)}
+    assert disagree == large_x
+    assert len(disagree) == 1
+    assert sum(bool(ids) for ids in got.values()) == 161
+    assert set().union(*got.values()) == {0, 1}
+    assert all(len(ids) <= 1 for ids in got.values())
+
+
+def test_p1363_recovery_agrees_except_high_s_valid_cases() -> None:
+    # No adapter here: the 64 bytes are r‖s as they would sit in an EIP-191 signature.
+    found = cases("ecdsa_secp256k1_sha256_p1363_test.json")
+    got = recovery_outcomes(found, p1363_rs)
+    want = expected(found)
+    disagree = {tc for tc in got if bool(got[tc]) != want[tc]}
+    assert len(got) == 252
+    assert disagree == high_s_valid(found, p1363_s)
+    assert len(disagree) == 72
+    assert not any(got[tc] for tc in disagree)
+    assert set().union(*got.values()) == {0, 1}

@@ -14,6 +14,8 @@ from eth_utils import to_checksum_address
 from hypothesis import given
 from hypothesis import strategies as st
 
+from keyproof.accounts import parse_account
+from keyproof.crypto.secp256k1 import CURVE_ORDER
 from keyproof.errors import (
     BindingMismatch,
     KeyproofError,
@@ -35,9 +37,11 @@ from helpers import (
     SUB_DELIMS,
     UNRESERVED,
     assert_round_trips,
+    example_challenge,
     labels,
     mutated,
     parse_or_keyproof_error,
+    spec_example,
     with_value,
 )
 
@@ -627,3 +631,35 @@ def test_verify_refuses_naive_now() -> None:
     text = _signed_text()
     with pytest.raises(TypeError):
         _verify(text, _sign(text), now=datetime(2027, 1, 15, 8, 1))
+
+
+# --- the worked example in specs/protocol.md -------------------------------------------
+
+
+def test_worked_example_in_the_spec() -> None:
+    example = spec_example("Worked example: Ethereum")
+    wallet = Account.from_key(bytes.fromhex(example["secret"]))
+    account = parse_account(f"eip155:1:{wallet.address.lower()}", frozenset({"eip155:1"}))
+    assert account.id == example["account"]
+    assert siwe.FAMILY.render(example_challenge(account)) == example["message"]
+    assert _sign(example["message"], wallet) == example["signature"]
+    _, parsed = siwe.FAMILY.parse(example["message"])
+    assert parsed == account
+    siwe.FAMILY.verify(parsed, example["message"].encode(), example["signature"])
+
+
+def test_worked_example_signature_forms() -> None:
+    # The sentence after the example: v = 0 is the same signature; v = 35 and the
+    # high-S twin (r, n - s) with the other recovery id are refused.
+    example = spec_example("Worked example: Ethereum")
+    _, account = siwe.FAMILY.parse(example["message"])
+    data = example["message"].encode()
+    signature = bytes.fromhex(example["signature"].removeprefix("0x"))
+    assert signature[64] == 27
+    siwe.FAMILY.verify(account, data, "0x" + (signature[:64] + b"\x00").hex())
+    with pytest.raises(MalformedSignature):
+        siwe.FAMILY.verify(account, data, "0x" + (signature[:64] + bytes([35])).hex())
+    s = int.from_bytes(signature[32:64], "big")
+    twin = signature[:32] + (CURVE_ORDER - s).to_bytes(32, "big") + b"\x1c"
+    with pytest.raises(SignatureInvalid):
+        siwe.FAMILY.verify(account, data, "0x" + twin.hex())
