@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from eth_account import Account
-from eth_account.messages import encode_defunct
+from eth_account.messages import encode_defunct, encode_typed_data
 
+from keyproof import eip712
+from keyproof.actions import ACTION_TYPES, Action
 from keyproof.config import Settings
 from keyproof.crypto.secp256k1 import decode_signature_hex, keccak256, recover_eip191
 from keyproof.keys import KeySet, SigningKey
@@ -100,9 +102,47 @@ def cases(calls: int, rounds: int) -> list[dict[str, Any]]:
             rounds,
         ),
     ]
+    results.append(_eip712_case(calls, rounds))
     results.append(_token_case(calls, rounds))
     results.append(_redeem_case(max(calls // 4, 1)))
     return results
+
+
+def _eip712_case(calls: int, rounds: int) -> dict[str, Any]:
+    """The digest a wallet signs for a signed action, from the same typed-data payload."""
+    payload = Action.parse(
+        {
+            "service": "Acme Escrow",
+            "audience": "https://escrow.example.com",
+            "chain": "eip155:1",
+            "type": "escrow.release",
+            "object": "escrow-42",
+            "id": "7f3c9a1e5b2d4c6f8a0e1b3d5f7a9c2e",
+            "deadline": 1800000300,
+            "amount": "12.50",
+            "currency": "USDC",
+        }
+    ).typed_data()
+
+    def ours() -> object:
+        return eip712.typed_data_digest(
+            payload["domain"], "Action", ACTION_TYPES, payload["message"]
+        )
+
+    def baseline() -> object:
+        signable = encode_typed_data(full_message=payload)
+        return keccak256(b"\x19" + signable.version + signable.header + signable.body)
+
+    if ours() != baseline():
+        raise RuntimeError("EIP-712 digests differ")
+    return compare(
+        "eip712_digest",
+        ours,
+        baseline,
+        "eth_account.messages.encode_typed_data + keccak256",
+        calls,
+        rounds,
+    )
 
 
 def _token_case(calls: int, rounds: int) -> dict[str, Any]:
@@ -141,7 +181,12 @@ def _token_case(calls: int, rounds: int) -> dict[str, Any]:
 def _redeem_case(logins: int) -> dict[str, Any]:
     """Full challenge + redeem pipeline in-process on the memory store (no baseline)."""
     data_dir = Path(tempfile.mkdtemp(prefix="keyproof-bench-"))
-    settings = Settings(store="memory://", data_dir=data_dir)
+    settings = Settings(
+        store="memory://",
+        data_dir=data_dir,
+        challenge_limit_per_account=logins + 1,
+        max_challenges_per_account=logins + 1,
+    )
     service = Service(settings, MemoryStore(), KeySet([SigningKey.generate(int(time.time()))]))
     wallet = Account.create()
     account = f"eip155:1:{wallet.address}"

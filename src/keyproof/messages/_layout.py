@@ -73,15 +73,15 @@ class Times:
 
     def issued_at_datetime(self: Body) -> datetime:
         """``Issued At`` as an aware datetime."""
-        return times(self)[0]
+        return f.parse_datetime(self.issued_at, "issued at")
 
     def expiration_datetime(self: Body) -> datetime | None:
         """``Expiration Time`` as an aware datetime, if present."""
-        return times(self)[1]
+        return f.parse_optional_datetime(self.expiration_time, "expiration time")
 
     def not_before_datetime(self: Body) -> datetime | None:
         """``Not Before`` as an aware datetime, if present."""
-        return times(self)[2]
+        return f.parse_optional_datetime(self.not_before, "not before")
 
 
 @dataclass(frozen=True, slots=True)

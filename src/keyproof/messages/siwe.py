@@ -171,7 +171,9 @@ class EthereumFamily(Family):
 
     def parse(self, text: str) -> tuple[SiweMessage, Account]:
         message = parse(text)
-        return message, self.account(str(message.chain_id), message.address)
+        # parse() already holds the address to its EIP-55 spelling: no second checksum.
+        raw = bytes.fromhex(message.address[2:])
+        return message, Account(self.namespace, str(message.chain_id), message.address, raw)
 
     def verify(self, account: Account, message: bytes, signature: str) -> None:
         verify_eip191(message, decode_signature_hex(signature), account.public_key)

@@ -153,13 +153,13 @@ class SiwsMessage:
         )
 
     def issued_at_datetime(self) -> datetime | None:
-        return self._times()[0]
+        return f.parse_optional_datetime(self.issued_at, "issued at")
 
     def expiration_datetime(self) -> datetime | None:
-        return self._times()[1]
+        return f.parse_optional_datetime(self.expiration_time, "expiration time")
 
     def not_before_datetime(self) -> datetime | None:
-        return self._times()[2]
+        return f.parse_optional_datetime(self.not_before, "not before")
 
     def to_text(self) -> str:
         """The exact SIWS text: what :func:`parse` read, or what a wallet signs."""
