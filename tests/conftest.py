@@ -67,10 +67,32 @@ async def service(settings: Settings, keyset: KeySet, clock: FrozenClock) -> Asy
 
 # --- log hygiene: nothing secret may ever be logged -------------------------------------
 
+
+def _whole(alphabet: str, lengths: str, border: str = "A-Za-z0-9") -> re.Pattern[str]:
+    """A run of exactly ``lengths`` characters of ``alphabet`` with a digit and a capital.
+
+    Random 64-byte encodings hold both with overwhelming probability; words and
+    lower-case identifiers of that length do not.
+    """
+    run = f"[{alphabet}]"
+    return re.compile(
+        rf"(?<![{border}])(?={run}*[0-9])(?={run}*[A-Z]){run}{{{lengths}}}(?![{border}])"
+    )
+
+
 SECRET_PATTERNS = (
     re.compile(r"eyJ[\w-]{8,}\.eyJ[\w-]{8,}\.[\w-]{20,}"),  # a JWT
     re.compile(r"0x[0-9a-fA-F]{128,132}\b"),  # an EIP-191 signature
-    re.compile(r'"d"\s*:\s*"[\w-]{40,}"'),  # a JWK private member
+    _whole("1-9A-HJ-NP-Za-km-z", "86,88"),  # a 64-byte signature in base58 (Solana)
+    _whole("A-Za-z0-9_-", "86", "A-Za-z0-9_-"),  # a 64-byte signature in base64url
+    _whole("A-Za-z0-9+/", "86", "A-Za-z0-9+/"),  # ... in base64 (then "==")
+    re.compile(r"0x[0-9a-fA-F]{64}(?![0-9a-fA-F])"),  # a secp256k1 private key
+    # A 32-byte seed or key in hex next to a name that says what it is.
+    re.compile(
+        r"(?i)(?:seed|secret|priv(?:ate)?[_ -]?key|private)[\"']?\s*[:=]\s*[\"']?"
+        r"(?:0x)?[0-9a-f]{64}(?![0-9a-f])"
+    ),
+    re.compile(r"""["']d["']\s*:\s*["'][\w-]{40,}"""),  # a JWK private member, JSON or repr
 )
 SERVER_LOGS: list[Path] = []
 _records: list[str] = []
@@ -82,7 +104,10 @@ class _CollectingHandler(logging.Handler):
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    logging.getLogger().addHandler(_CollectingHandler(level=logging.DEBUG))
+    # DEBUG records are where a careless value would show up first.
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG)
+    root.addHandler(_CollectingHandler(level=logging.DEBUG))
 
 
 def secrets_in(text: str) -> list[str]:

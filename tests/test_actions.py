@@ -11,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 from eth_account.messages import encode_typed_data
 from hypothesis import given, settings
@@ -18,13 +19,13 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from keyproof import eip712
+from keyproof.action_requests import bearer_token
 from keyproof.actions import (
     ACTION_CONTEXT,
     ACTION_TYPES,
     Action,
     ActionLimits,
     ActionVerifier,
-    bearer_token,
 )
 from keyproof.app import create_app
 from keyproof.config import Settings
@@ -168,7 +169,13 @@ async def test_ethereum_wallet_action_is_accepted_once(verifier: ActionVerifier,
     doc = document()
     verified = await verify(verifier, doc, eth_sign(wallet, doc), wallet.caip10())
     assert verified.signer == wallet.caip10()
-    assert verified.to_json() == {"valid": True, "action": doc, "signer": wallet.caip10()}
+    assert verified.to_json() == {
+        "valid": True,
+        "action": doc,
+        "signer": wallet.caip10(),
+        "scope": "escrow:release",
+        "sub": wallet.caip10(),
+    }
     assert await store.count(Kind.ACTION) == 1
 
 
@@ -466,6 +473,22 @@ async def test_same_action_id_for_two_signers_is_not_a_replay(verifier: ActionVe
     await verify(verifier, doc, eth_sign(second, doc), second.caip10())
 
 
+async def test_used_id_is_per_signer_across_services(store, clock):
+    # specs/protocol.md: the used-id key is (signer, id); the service is not part of it.
+    wallet = EthWallet.create()
+    doc = document(id="0" * 32)
+    await verify(
+        ActionVerifier(store, service=SERVICE, clock=clock),
+        doc,
+        eth_sign(wallet, doc),
+        wallet.caip10(),
+    )
+    elsewhere = ActionVerifier(store, service="Other Escrow", clock=clock)
+    moved = document(id="0" * 32, service="Other Escrow")
+    code = await rejected(verify(elsewhere, moved, eth_sign(wallet, moved), wallet.caip10()))
+    assert code == "action_replayed"
+
+
 async def test_token_subject_must_be_an_account(verifier: ActionVerifier):
     with pytest.raises(TokenInvalid):
         await verify(verifier, document(), "0x00", "not-an-account")
@@ -546,6 +569,7 @@ def expect(**changes: str) -> dict[str, str]:
         "audience": AUDIENCE,
         "type": "escrow.release",
         "object": "escrow-42",
+        "scope": "escrow:release",
         **changes,
     }
 
@@ -567,7 +591,16 @@ def test_http_verify_accepts_once_then_reports_replay(client: TestClient):
     signature = eth_sign(wallet, doc)
     first = post_action(client, token, doc, signature)
     assert first.status_code == 200, first.text
-    assert first.json() == {"valid": True, "action": doc, "signer": wallet.caip10()}
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert first.json() == {
+        "valid": True,
+        "action": doc,
+        "signer": wallet.caip10(),
+        "scope": claims["scope"],
+        "sub": wallet.caip10(),
+        "exp": claims["exp"],
+    }
+    assert "escrow:release" in first.json()["scope"].split()
     assert first.headers["cache-control"] == "no-store"
     second = post_action(client, token, doc, signature)
     assert second.status_code == 401
@@ -613,8 +646,26 @@ def test_http_verify_refuses_revoked_token(client: TestClient):
 
 @pytest.mark.parametrize(
     "expected",
-    [{}, {"service": SERVICE}, {**expect(), "extra": "x"}, {**expect(), "object": 7}],
-    ids=["empty", "partial", "extra", "non-string"],
+    [
+        {},
+        {"service": SERVICE},
+        {k: v for k, v in expect().items() if k != "scope"},
+        {**expect(), "extra": "x"},
+        {**expect(), "object": 7},
+        expect(scope="escrow:release profile:read"),
+        expect(scope='escrow:"release"'),
+        expect(scope=""),
+    ],
+    ids=[
+        "empty",
+        "partial",
+        "no-scope",
+        "extra",
+        "non-string",
+        "two-scopes",
+        "quote",
+        "empty-scope",
+    ],
 )
 def test_http_verify_requires_every_expectation(client: TestClient, expected):
     wallet = EthWallet.create()
@@ -629,3 +680,29 @@ def test_http_verify_malformed_action_is_400(client: TestClient):
     response = post_action(client, login(client, wallet), {"id": "x"}, "0x00")
     assert response.status_code == 400
     assert response.json()["reason"] == "malformed_action"
+
+
+def test_http_verify_refuses_token_without_the_expected_scope(client: TestClient):
+    wallet = EthWallet.create()
+    read_only = login(client, wallet, scope="profile:read")
+    doc = document()
+    signature = eth_sign(wallet, doc)
+    refused = post_action(client, read_only, doc, signature)
+    assert refused.status_code == 403
+    assert refused.json()["reason"] == "insufficient_scope"
+    assert refused.headers["www-authenticate"] == (
+        'Bearer error="insufficient_scope", scope="escrow:release"'
+    )
+    # The refusal used nothing up: the holder's release token then gets the action.
+    accepted = post_action(client, login(client, wallet), doc, signature)
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["scope"] == "escrow:release"
+
+
+def test_http_verify_checks_the_scope_the_backend_names(client: TestClient):
+    wallet = EthWallet.create()
+    token = login(client, wallet, scope="escrow:release")
+    doc = document()
+    response = post_action(client, token, doc, eth_sign(wallet, doc), expect(scope="admin:all"))
+    assert response.status_code == 403
+    assert 'scope="admin:all"' in response.headers["www-authenticate"]

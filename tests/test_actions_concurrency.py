@@ -101,8 +101,17 @@ async def test_same_action_50_times_concurrently_memory(clock: FrozenClock):
 # --- over HTTP against real `keyproof serve` processes ----------------------------------
 
 
+RELEASE_POLICY = """[policy]
+scopes = ["profile:read", "escrow:release"]
+default = ["profile:read"]
+[policy.namespaces]
+eip155 = ["escrow:release"]
+"""
+
+
 def login(url: str, wallet: EthWallet) -> str:
-    issued = httpx.post(f"{url}/v1/challenge", json={"account": wallet.caip10()})
+    body = {"account": wallet.caip10(), "scope": "escrow:release"}
+    issued = httpx.post(f"{url}/v1/challenge", json=body)
     assert issued.status_code == 201, issued.text
     message = issued.json()["message"]
     token = httpx.post(
@@ -129,7 +138,10 @@ async def post_concurrently(url: str, token: str, body: dict[str, Any]) -> list[
 def test_same_action_50_times_concurrently_over_http(tmp_path: Path, server_log, workers: int):
     import time
 
-    with KeyproofServer(tmp_path / "data", args=["--workers", str(workers)]) as server:
+    config = tmp_path / "keyproof.toml"
+    config.write_text(RELEASE_POLICY)
+    args = ["--workers", str(workers), "--config", str(config)]
+    with KeyproofServer(tmp_path / "data", args=args) as server:
         server_log.append(server.log_path)
         wallet = EthWallet.create()
         token = login(server.url, wallet)
@@ -140,6 +152,7 @@ def test_same_action_50_times_concurrently_over_http(tmp_path: Path, server_log,
             "audience": server.url,
             "type": "escrow.release",
             "object": "escrow-42",
+            "scope": "escrow:release",
         }
         body = {"action": doc, "signature": signature, "expect": expect}
         responses = asyncio.run(post_concurrently(server.url, token, body))

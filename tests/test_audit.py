@@ -13,6 +13,7 @@ import jwt
 import pytest
 from starlette.testclient import TestClient
 
+from keyproof.actions import Action
 from keyproof.app import create_app
 from keyproof.audit import AuditLog
 from keyproof.config import Settings
@@ -21,7 +22,7 @@ from keyproof.keys import KeySet
 from keyproof.service import Service
 from keyproof.stores.memory import MemoryStore
 
-from conftest import FrozenClock, secrets_in
+from conftest import START, FrozenClock, secrets_in
 from wallets import EthWallet
 
 
@@ -118,7 +119,6 @@ def test_unwritable_audit_path_does_not_break_the_decision(
 
 
 def test_action_decisions_are_audited(client: TestClient, settings: Settings):
-    pytest.importorskip("keyproof.actions")
     response = client.post(
         "/v1/actions/verify",
         json={"action": {}, "signature": "0x00", "expect": {}},
@@ -129,3 +129,56 @@ def test_action_decisions_are_audited(client: TestClient, settings: Settings):
     assert (entry["event"], entry["outcome"]) == ("action", "refused")
     assert entry["code"] == response.json()["reason"]
     assert entry["client_ip"] == "192.0.2.10"
+
+
+def _escrow_release(wallet: EthWallet) -> tuple[dict[str, object], str]:
+    doc: dict[str, object] = {
+        "service": "Acme Escrow",
+        "audience": "http://127.0.0.1:8000",
+        "chain": "eip155:1",
+        "type": "escrow.release",
+        "object": "escrow-42",
+        "id": "5" * 32,
+        "deadline": START + 300,
+    }
+    return doc, wallet.sign_typed_data(Action.parse(doc).typed_data())
+
+
+def test_action_lines_carry_account_and_token_id_digest(client: TestClient, settings: Settings):
+    wallet = EthWallet.create()
+    issued = client.post(
+        "/v1/challenge", json={"account": wallet.caip10(), "scope": "escrow:release"}
+    ).json()
+    body = {"message": issued["message"], "signature": wallet.sign(issued["message"])}
+    token = client.post("/v1/token", json=body).json()["access_token"]
+    doc, signature = _escrow_release(wallet)
+    request = {
+        "action": doc,
+        "signature": signature,
+        "expect": {
+            "service": "Acme Escrow",
+            "audience": "http://127.0.0.1:8000",
+            "type": "escrow.release",
+            "object": "escrow-42",
+            "scope": "escrow:release",
+        },
+    }
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.post("/v1/actions/verify", json=request, headers=headers).status_code == 200
+    replay = client.post("/v1/actions/verify", json=request, headers=headers)
+    assert replay.json()["reason"] == "action_replayed"
+
+    path = settings.data_dir / "audit.jsonl"
+    success, refused = (e for e in entries(path) if e["event"] == "action")
+    assert (success["outcome"], success["code"]) == ("success", None)
+    assert (refused["outcome"], refused["code"]) == ("refused", "action_replayed")
+    jti = jwt.decode(token, options={"verify_signature": False})["jti"]
+    for line in (success, refused):
+        assert line["account"] == wallet.caip10()
+        assert line["jti_sha256"] == sha256(jti)
+        assert line["action_id_sha256"] == sha256(str(doc["id"]))
+        assert line["client_ip"] == "192.0.2.10"
+    text = path.read_text()
+    for secret in (token, signature, signature[2:], str(doc["id"]), jti):
+        assert secret not in text
+    assert not secrets_in(text)

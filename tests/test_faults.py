@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import signal
 import sqlite3
 import subprocess
@@ -161,8 +162,29 @@ INTROSPECTION = {
 }
 
 
-async def _login_and_revoke(client: httpx.AsyncClient, url: str, record: dict[str, object]):
-    """One login; half of the tokens are revoked. Records what the server confirmed."""
+KILL_AFTER_REVOKED = 20
+WORKERS = 16
+
+
+class Load:
+    """What the clients saw before the crash; every other granted token is revoked."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, object]] = []
+        self.granted = itertools.count()
+        self.revoked = 0
+        self.enough = asyncio.Event()
+
+    def revoked_one(self) -> None:
+        self.revoked += 1
+        if self.revoked >= KILL_AFTER_REVOKED:
+            self.enough.set()
+
+
+async def _login_and_revoke(client: httpx.AsyncClient, url: str, load: Load) -> None:
+    """One login, recording what the server confirmed."""
+    record: dict[str, object] = {}
+    load.records.append(record)
     wallet = EthWallet.create()
     issued = await client.post(f"{url}/v1/challenge", json={"account": wallet.caip10()})
     message = issued.json()["message"]
@@ -172,46 +194,46 @@ async def _login_and_revoke(client: httpx.AsyncClient, url: str, record: dict[st
     if granted.status_code != 200:
         return
     record["token"] = token = granted.json()["access_token"]
-    if hash(token) % 2:
+    if next(load.granted) % 2:
         revoked = await client.post(f"{url}/v1/revoke", json={"token": token})
         if revoked.status_code == 200:
             record["revoked"] = True
+            load.revoked_one()
 
 
-async def _load_until_killed(server: KeyproofServer, records: list[dict[str, object]]) -> None:
+async def _load_until_killed(server: KeyproofServer, load: Load) -> None:
+    """Kill the server, mid-load, once it has confirmed KILL_AFTER_REVOKED revocations."""
     async with httpx.AsyncClient(timeout=10) as client:
 
         async def worker() -> None:
             for _ in range(200):
-                record: dict[str, object] = {}
-                records.append(record)
                 try:
-                    await _login_and_revoke(client, server.url, record)
+                    await _login_and_revoke(client, server.url, load)
                 except (httpx.TransportError, ValueError, KeyError):
                     return
 
-        async def killer() -> None:
-            for _ in range(2000):
-                if sum("revoked" in r for r in records) >= 20:
-                    break
-                await asyncio.sleep(0.01)
-            server.kill()
-
-        await asyncio.gather(*(worker() for _ in range(16)), killer())
+        workers = asyncio.gather(*(worker() for _ in range(WORKERS)))
+        enough = asyncio.ensure_future(load.enough.wait())
+        # Bounded by the workers' own loops; the other workers are mid-request when it fires.
+        await asyncio.wait([workers, enough], return_when=asyncio.FIRST_COMPLETED)
+        server.kill()
+        await workers
+        enough.cancel()
 
 
 @pytest.mark.slow
 def test_sigkill_under_load_loses_no_consumption_or_revocation(tmp_path: Path, server_log):
     data = tmp_path / "data"
     env = {**LIMITS, **INTROSPECTION}
-    records: list[dict[str, object]] = []
+    load = Load()
     first = KeyproofServer(data, args=PUBLIC, env=env).start()
     server_log.extend([first.log_path, data / "audit.jsonl"])
-    asyncio.run(_load_until_killed(first, records))
+    asyncio.run(_load_until_killed(first, load))
     assert first.process is not None and first.process.returncode == -signal.SIGKILL
+    records = load.records
     confirmed = [r for r in records if "token" in r]
     revoked = [r for r in records if "revoked" in r]
-    assert len(revoked) >= 20
+    assert len(revoked) >= KILL_AFTER_REVOKED
 
     with KeyproofServer(data, args=PUBLIC, env=env) as second:
         server_log.append(second.log_path)

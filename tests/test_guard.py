@@ -6,10 +6,15 @@ reached in-process through ``httpx.ASGITransport``; no socket, no mock.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator
+import json
+import logging
+import threading
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +33,7 @@ from keyproof.app import create_app
 from keyproof.config import Settings
 from keyproof.errors import ConfigurationError
 from keyproof.guard import KeyproofBackend, on_error, parse_jwks, require_scope
-from keyproof.keys import KEY_FILE_NAME, KeySet, SigningKey
+from keyproof.keys import KEY_FILE_NAME, MAX_VERIFY_LEEWAY, KeySet, SigningKey
 from keyproof.stores.memory import MemoryStore
 from keyproof.tokens import mint_access_token
 
@@ -254,10 +259,23 @@ async def test_invalid_token_is_401_invalid_token(env: GuardEnv, rs: httpx.Async
     assert token[:-4] not in response.text
 
 
+@contextlib.contextmanager
+def quiet_client_log() -> Iterator[None]:
+    """httpx logs each request URL at INFO; here the URL deliberately carries a token."""
+    client_log = logging.getLogger("httpx")
+    level = client_log.level
+    client_log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        client_log.setLevel(level)
+
+
 async def test_token_in_query_string_is_refused(env: GuardEnv, rs: httpx.AsyncClient):
     token = env.mint()
     for headers in ({}, bearer(token)):
-        response = await rs.get("/whoami", params={"access_token": token}, headers=headers)
+        with quiet_client_log():
+            response = await rs.get("/whoami", params={"access_token": token}, headers=headers)
         assert response.status_code == 400
         assert response.headers["www-authenticate"] == 'Bearer error="invalid_request"'
 
@@ -271,6 +289,60 @@ async def test_two_authorization_headers_are_refused(env: GuardEnv, rs: httpx.As
 async def test_empty_bearer_token_is_refused(rs: httpx.AsyncClient):
     response = await rs.get("/whoami", headers={"Authorization": "Bearer   "})
     assert response.status_code == 400
+
+
+def foreign_token(env: GuardEnv) -> str:
+    """A well-formed token signed by a key the issuer never published."""
+    stranger = KeySet([SigningKey.generate(int(env.clock()))], env.clock)
+    return mint_access_token(
+        stranger,
+        issuer=ISSUER,
+        subject=SUBJECT,
+        audience=AUDIENCE,
+        scope="escrow:release",
+        client_id=SUBJECT,
+        lifetime=600,
+        now=int(env.clock()),
+    ).token
+
+
+REFUSALS = {
+    "tampered": ("signature or claims invalid", "token_invalid", "invalid token"),
+    "other_audience": ("token is for another audience", "token_invalid", "invalid token"),
+    "unknown_kid": ("unknown key id", "token_invalid", "invalid token"),
+    "expired": ("token expired", "token_expired", "token expired"),
+}
+
+
+def refused_token(env: GuardEnv, case: str) -> str:
+    if case == "tampered":
+        token = env.mint()
+        return token[:-6] + ("AAAAAA" if not token.endswith("AAAAAA") else "BBBBBB")
+    if case == "other_audience":
+        return env.mint(audience=OTHER_AUDIENCE)
+    if case == "unknown_kid":
+        return foreign_token(env)
+    return env.mint(now=int(env.clock()) - 700)
+
+
+@pytest.mark.parametrize("case", sorted(REFUSALS))
+async def test_401_carries_a_fixed_description_and_logs_the_reason(
+    env: GuardEnv, rs: httpx.AsyncClient, case: str, caplog: pytest.LogCaptureFixture
+):
+    detail, reason, public = REFUSALS[case]
+    caplog.set_level(logging.DEBUG, logger="keyproof.guard")
+    response = await rs.get("/whoami", headers=bearer(refused_token(env, case)))
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == (
+        f'Bearer error="invalid_token", error_description="{public}"'
+    )
+    assert response.json() == {
+        "error": "invalid_token",
+        "reason": reason,
+        "error_description": public,
+    }
+    logged = [r.getMessage() for r in caplog.records if r.name == "keyproof.guard"]
+    assert any(detail in message for message in logged), logged
 
 
 # --- the JWKS cache -------------------------------------------------------------------
@@ -342,6 +414,75 @@ async def test_failed_refresh_keeps_the_cached_keys(env: GuardEnv, rs: httpx.Asy
     assert (await rs.get("/whoami", headers=bearer(env.mint()))).status_code == 200
 
 
+class CountingIssuer(ThreadingHTTPServer):
+    """A real HTTP server on 127.0.0.1 that counts JWKS fetches; 503 until it has keys."""
+
+    jwks: dict[str, Any] | None = None
+    fetches = 0
+
+
+class _JWKSHandler(BaseHTTPRequestHandler):
+    server: CountingIssuer
+
+    def do_GET(self) -> None:
+        self.server.fetches += 1
+        document = self.server.jwks
+        body = json.dumps(document or {"error": "temporarily_unavailable"}).encode()
+        self.send_response(200 if document is not None else 503)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def counting_issuer() -> Iterator[CountingIssuer]:
+    server = CountingIssuer(("127.0.0.1", 0), _JWKSHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+async def test_issuer_outage_is_fetched_at_most_once_per_cooldown(env: GuardEnv):
+    with counting_issuer() as issuer:
+        host, port = issuer.server_address[:2]
+        backend = KeyproofBackend(
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            jwks_url=f"http://{host!s}:{port}/.well-known/jwks.json",
+            clock=env.clock,
+        )
+        transport = httpx.ASGITransport(app=guarded_app(backend))
+        async with httpx.AsyncClient(transport=transport, base_url="http://rs.test") as rs:
+            token = env.mint()
+
+            async def status() -> int:
+                return (await rs.get("/whoami", headers=bearer(token))).status_code
+
+            assert await asyncio.gather(*(status() for _ in range(20))) == [503] * 20
+            assert issuer.fetches == 1
+            env.clock.advance(29)
+            assert [await status() for _ in range(20)] == [503] * 20
+            assert issuer.fetches == 1
+            env.clock.advance(1)
+            assert await status() == 503
+            assert issuer.fetches == 2
+            issuer.jwks = env.keys().jwks()
+            assert await status() == 503
+            env.clock.advance(30)
+            assert [await status() for _ in range(5)] == [200] * 5
+            assert issuer.fetches == 3
+        await backend.aclose()
+
+
 def test_parse_jwks_keeps_only_ed25519_signing_keys():
     good = SigningKey.generate(0).public_jwk()
     document = {
@@ -374,14 +515,76 @@ def test_parse_jwks_keeps_only_ed25519_signing_keys():
         {"introspect_scopes": {"escrow:release"}},
         {"introspect_scopes": {"escrow:release"}, "introspection_url": f"{ISSUER}/v1/introspect"},
         {"leeway": 3600},
+        {"leeway": MAX_VERIFY_LEEWAY + 1},
+        {"leeway": -1},
     ],
-    ids=["file_url", "relative_url", "no_introspection_url", "no_client", "huge_leeway"],
+    ids=[
+        "file_url",
+        "relative_url",
+        "no_introspection_url",
+        "no_client",
+        "huge_leeway",
+        "leeway_over_cap",
+        "negative_leeway",
+    ],
 )
 def test_backend_refuses_bad_configuration(options: dict[str, Any]):
     arguments: dict[str, Any] = {"issuer": ISSUER, "audience": AUDIENCE, "jwks_url": JWKS_URL}
     arguments.update(options)
     with pytest.raises(ConfigurationError):
         KeyproofBackend(**arguments)
+
+
+PLAIN_HTTP_ELSEWHERE = [
+    "http://keyproof.example/.well-known/jwks.json",
+    "http://10.0.0.7:8000/.well-known/jwks.json",
+    "http://[::2]/.well-known/jwks.json",
+    "http://localhost.keyproof.example/.well-known/jwks.json",
+    "http://127.0.0.1.nip.io/.well-known/jwks.json",
+    "http://[::ffff:7f00:1]/.well-known/jwks.json",
+    "http:///.well-known/jwks.json",
+]
+LOOPBACK_OR_TLS = [
+    "http://127.0.0.1:8000/.well-known/jwks.json",
+    "http://127.200.3.4/.well-known/jwks.json",
+    "http://[::1]:8000/.well-known/jwks.json",
+    "http://localhost:8000/.well-known/jwks.json",
+    "http://LOCALHOST/.well-known/jwks.json",
+    "https://keyproof.example/.well-known/jwks.json",
+]
+
+
+def backend_with(**urls: str) -> KeyproofBackend:
+    return KeyproofBackend(
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        http_client=httpx.AsyncClient(),
+        introspect_scopes={"escrow:release"},
+        introspection_client_id=CLIENT_ID,
+        introspection_client_secret=CLIENT_SECRET,
+        **{"jwks_url": JWKS_URL, "introspection_url": f"{ISSUER}/v1/introspect", **urls},
+    )
+
+
+@pytest.mark.parametrize("url", PLAIN_HTTP_ELSEWHERE)
+@pytest.mark.parametrize("name", ["jwks_url", "introspection_url"])
+def test_plain_http_is_refused_unless_loopback(name: str, url: str):
+    with pytest.raises(ConfigurationError, match="https") as refused:
+        backend_with(**{name: url})
+    assert refused.value.code == "invalid_setting"
+
+
+@pytest.mark.parametrize("url", LOOPBACK_OR_TLS)
+@pytest.mark.parametrize("name", ["jwks_url", "introspection_url"])
+def test_loopback_http_and_https_are_accepted(name: str, url: str):
+    assert backend_with(**{name: url}).issuer == ISSUER
+
+
+def test_leeway_up_to_the_cap_is_accepted():
+    backend = KeyproofBackend(
+        issuer=ISSUER, audience=AUDIENCE, jwks_url=JWKS_URL, leeway=MAX_VERIFY_LEEWAY
+    )
+    assert backend.issuer == ISSUER
 
 
 def test_repr_shows_no_credentials():

@@ -213,3 +213,38 @@ def test_lone_surrogate_in_token_request_is_400_not_500(client: TestClient):
     body = b'{"message": "\\ud800 wants you", "signature": "0x00"}'
     response = client.post("/v1/token", content=body, headers={"content-type": "application/json"})
     assert (response.status_code, response.json()["reason"]) == (400, "invalid_json")
+
+
+def test_readyz_fails_while_the_key_file_cannot_be_reloaded(settings: Settings, clock: FrozenClock):
+    from keyproof.keys import KEY_FILE_NAME
+
+    app = create_app(settings, store=MemoryStore(clock=clock), clock=clock)
+    with TestClient(app, base_url="http://127.0.0.1:8000") as test_client:
+        assert test_client.get("/readyz").status_code == 200
+        key_file = settings.data_dir / KEY_FILE_NAME
+        good = key_file.read_bytes()
+        key_file.write_text("{ not json")
+        clock.advance(2)
+        response = test_client.get("/readyz")
+        assert (response.status_code, response.json()["reason"]) == (503, "keys_unavailable")
+        assert response.headers["retry-after"]
+        jwks = test_client.get("/.well-known/jwks.json").json()
+        assert len(jwks["keys"]) == 1, "the last good key set keeps serving"
+        key_file.write_bytes(good + b"\n")
+        clock.advance(2)
+        assert test_client.get("/readyz").status_code == 200
+
+
+def test_verifier_leeway_is_capped(keyset: KeySet):
+    from keyproof.keys import MAX_VERIFY_LEEWAY
+    from keyproof.tokens import verify_access_token
+
+    with pytest.raises(ValueError, match="leeway"):
+        verify_access_token(
+            "x",
+            keys=keyset.public_keys(),
+            issuer="i",
+            audience="a",
+            now=0,
+            leeway=MAX_VERIFY_LEEWAY + 1,
+        )

@@ -1,5 +1,6 @@
-"""Key rotation: publish before signing, retire only after the longest token lifetime,
-old tokens keep validating, running servers and guards pick up new keys unrestarted.
+"""Key rotation: publish before signing, retire only once no token of the old key can
+validate anywhere, old tokens keep validating, running servers and guards pick up new
+keys unrestarted. Time is a frozen clock shared by issuer, guard and key commands.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -25,13 +27,23 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from keyproof.app import create_app
-from keyproof.cli import keys_command, longest_token_lifetime, main
+from keyproof.cli import DEFAULT_PUBLISH_FOR, keys_command, main
 from keyproof.config import Settings
 from keyproof.errors import ConfigurationError, TokenInvalid
 from keyproof.guard import KeyproofBackend, on_error, require_scope
-from keyproof.keys import JWKS_MAX_AGE, KEY_FILE_NAME, KeyFile, KeySet, SigningKey
+from keyproof.keys import (
+    JWKS_MAX_AGE,
+    KEY_FILE_NAME,
+    MAX_VERIFY_LEEWAY,
+    RETIRE_AFTER,
+    KeyFile,
+    KeySet,
+    SigningKey,
+)
+from keyproof.policy import MAX_TOKEN_LIFETIME
+from keyproof.revocation import VERIFY_LEEWAY
 from keyproof.stores.memory import MemoryStore
-from keyproof.testing import KeyproofServer, free_port
+from keyproof.testing import free_port
 from keyproof.tokens import mint_access_token, verify_access_token
 
 from conftest import FrozenClock
@@ -136,14 +148,18 @@ def test_rotate_refuses_bad_publication_delays(
         keys_command(cli_settings, "rotate", publish_for=publish_for, clock=clock)
 
 
-def test_retire_is_refused_until_the_longest_token_lifetime_passed(
-    cli_settings: Settings, clock: FrozenClock
-):
+def test_retire_bound_covers_every_verifier():
+    assert RETIRE_AFTER == MAX_TOKEN_LIFETIME + MAX_VERIFY_LEEWAY
+    # Revocation, introspection and /v1/actions/verify verify with VERIFY_LEEWAY.
+    assert VERIFY_LEEWAY <= MAX_VERIFY_LEEWAY
+
+
+def test_retire_is_refused_until_the_bound_passed(cli_settings: Settings, clock: FrozenClock):
     keys_command(cli_settings, "rotate", publish_for=JWKS_MAX_AGE, clock=clock)
     old, new = saved(cli_settings, clock).keys
-    allowed_at = new.active_from + longest_token_lifetime(cli_settings)
-    assert longest_token_lifetime(cli_settings) >= cli_settings.token_ttl
-    for moment in (int(clock()), new.active_from, allowed_at - 1):
+    allowed_at = new.active_from + RETIRE_AFTER
+    # token_ttl is 600 in these settings: the bound does not depend on it.
+    for moment in (int(clock()), new.active_from, new.active_from + 631, allowed_at - 1):
         clock.now = moment
         with pytest.raises(ConfigurationError) as refused:
             keys_command(cli_settings, "retire", clock=clock)
@@ -171,6 +187,41 @@ def test_cli_reports_a_refused_retire(
     assert main(["keys", "retire", "--data-dir", str(tmp_path)]) == 2
     assert "key_in_use" in capsys.readouterr().err
     assert len(KeySet.load(tmp_path / KEY_FILE_NAME).keys) == 2
+
+
+def key_file_with_successor_since(data: Path, seconds: int) -> KeySet:
+    """A key file whose second key started signing ``seconds`` ago (wall clock)."""
+    now = int(time.time())
+    keys = KeySet(
+        [
+            SigningKey.generate(now - seconds - 10**5),
+            SigningKey.generate(now - seconds - 10**4, active_from=now - seconds),
+        ]
+    )
+    data.mkdir(parents=True, exist_ok=True)
+    keys.save(data / KEY_FILE_NAME)
+    return keys
+
+
+@pytest.mark.parametrize(
+    "config", [None, "token_ttl = 3600", "token_ttl = 10"], ids=["none", "ttl_1h", "ttl_10s"]
+)
+def test_cli_retire_waits_for_the_bound_whatever_the_config(tmp_path: Path, config: str | None):
+    options: list[str] = []
+    if config is not None:
+        (tmp_path / "keyproof.toml").write_text(f"[keyproof]\n{config}\n")
+        options = ["--config", str(tmp_path / "keyproof.toml")]
+    early = tmp_path / "early"
+    key_file_with_successor_since(early, 631)
+    refused = keys_cli(early, "retire", *options)
+    assert refused.returncode == 2
+    assert "key_in_use" in refused.stderr
+    assert len(KeySet.load(early / KEY_FILE_NAME).keys) == 2
+    late = tmp_path / "late"
+    keys = key_file_with_successor_since(late, RETIRE_AFTER + 120)
+    retired = keys_cli(late, "retire", *options)
+    assert retired.returncode == 0, retired.stderr
+    assert [k.kid for k in KeySet.load(late / KEY_FILE_NAME).keys] == [keys.keys[1].kid]
 
 
 def test_rotate_warns_below_the_jwks_max_age(
@@ -237,16 +288,11 @@ def test_running_server_picks_up_a_rotated_key_file(
     assert kid_of(_login(server_app)) != old_kid
 
 
-# --- end to end: keyproof serve, a guarded app under uvicorn, the CLI -------------------
+# --- issuer and guard on one frozen clock ---------------------------------------------
 
 
-def guarded(url: str) -> Starlette:
-    backend = KeyproofBackend(
-        issuer=url,
-        audience=url,
-        jwks_url=f"{url}/.well-known/jwks.json",
-        refresh_cooldown=1.0,
-    )
+def profile_app(backend: KeyproofBackend) -> Starlette:
+    """A resource server guarded by ``backend``; replies with the guard's fetch count."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -264,16 +310,130 @@ def guarded(url: str) -> Starlette:
     )
 
 
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def signed_in(issued: dict[str, str], wallet: EthWallet) -> dict[str, str]:
+    return {"message": issued["message"], "signature": wallet.sign(issued["message"])}
+
+
+@dataclass
+class Rig:
+    """A keyproof app and a guarded app in-process (ASGI), sharing a frozen clock."""
+
+    settings: Settings
+    clock: FrozenClock
+    issuer: httpx.AsyncClient
+    rs: httpx.AsyncClient
+    backend: KeyproofBackend
+
+    async def login(self) -> str:
+        wallet = EthWallet.create()
+        request = {"account": wallet.caip10(), "scope": "profile:read"}
+        issued = (await self.issuer.post("/v1/challenge", json=request)).json()
+        response = await self.issuer.post("/v1/token", json=signed_in(issued, wallet))
+        assert response.status_code == 200, response.text
+        return str(response.json()["access_token"])
+
+    async def at_guard(self, token: str) -> int:
+        return (await self.rs.get("/profile", headers=bearer(token))).status_code
+
+    async def published(self) -> list[str]:
+        jwks = (await self.issuer.get("/.well-known/jwks.json")).json()
+        return [key["kid"] for key in jwks["keys"]]
+
+    def keys(self) -> KeySet:
+        return KeySet.load(self.settings.data_dir / KEY_FILE_NAME, self.clock)
+
+
+@contextlib.asynccontextmanager
+async def rig(data: Path, clock: FrozenClock, *, token_ttl: int, leeway: int) -> AsyncIterator[Rig]:
+    settings = Settings(data_dir=data, store="memory://", token_ttl=token_ttl)
+    store = MemoryStore(clock=clock)
+    app = create_app(settings, store=store, clock=clock)
+    issuer_transport = httpx.ASGITransport(app=app)
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(app.router.lifespan_context(app))
+        issuer = await stack.enter_async_context(
+            httpx.AsyncClient(transport=issuer_transport, base_url=settings.uri)
+        )
+        backend = KeyproofBackend(
+            issuer=settings.issuer,
+            audience=settings.uri,
+            jwks_url=f"{settings.uri}/.well-known/jwks.json",
+            leeway=leeway,
+            clock=clock,
+            http_client=issuer,
+        )
+        rs_transport = httpx.ASGITransport(app=profile_app(backend))
+        rs = await stack.enter_async_context(
+            httpx.AsyncClient(transport=rs_transport, base_url="http://rs.test")
+        )
+        yield Rig(settings, clock, issuer, rs, backend)
+    await store.close()
+
+
+async def test_last_token_of_the_old_key_is_dead_before_retire_is_allowed(
+    tmp_path: Path, clock: FrozenClock
+):
+    """Server on the 1 h lifetime cap, guard on the leeway cap, retire run without config."""
+    data = tmp_path / "data"
+    without_config = Settings(data_dir=data, store="memory://")
+    async with rig(data, clock, token_ttl=MAX_TOKEN_LIFETIME, leeway=MAX_VERIFY_LEEWAY) as env:
+        first = await env.login()
+        keys_command(without_config, "rotate", clock=clock)
+        old, new = env.keys().keys
+        clock.now = new.active_from - 0.5
+        last = await env.login()
+        assert kid_of(last) == kid_of(first) == old.kid
+        last_exp = int(jwt.decode(last, options={"verify_signature": False})["exp"])
+        assert last_exp == new.active_from - 1 + MAX_TOKEN_LIFETIME
+
+        for moment, guard_status in (
+            (new.active_from + 631, 200),
+            (last_exp + MAX_VERIFY_LEEWAY - 1, 200),
+            (new.active_from + RETIRE_AFTER - 1, 401),
+        ):
+            clock.now = moment
+            assert await env.at_guard(last) == guard_status, moment - new.active_from
+            with pytest.raises(ConfigurationError) as refused:
+                keys_command(without_config, "retire", clock=clock)
+            assert refused.value.code == "key_in_use"
+
+        clock.now = new.active_from + RETIRE_AFTER
+        keys_command(without_config, "retire", clock=clock)
+        assert [k.kid for k in env.keys().keys] == [new.kid]
+        with pytest.raises(TokenInvalid) as expired:
+            verify_access_token(
+                last,
+                keys=KeySet([old, new], clock).public_keys(),
+                issuer=env.settings.issuer,
+                audience=env.settings.uri,
+                now=int(clock()),
+                leeway=MAX_VERIFY_LEEWAY,
+            )
+        assert expired.value.code == "token_expired"
+        clock.advance(1)
+        assert await env.published() == [new.kid]
+        fresh = await env.login()
+        assert kid_of(fresh) == new.kid
+        assert await env.at_guard(fresh) == 200
+
+
+# --- end to end over HTTP: issuer and guard under uvicorn, the key CLI ------------------
+
+
 @contextlib.contextmanager
-def serve_in_thread(app: Starlette) -> Iterator[str]:
-    port = free_port()
+def serve_in_thread(app: Starlette, port: int | None = None) -> Iterator[str]:
+    port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 15
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("guarded app did not start")
+            raise RuntimeError("app did not start")
         time.sleep(0.02)
     try:
         yield f"http://127.0.0.1:{port}"
@@ -292,57 +452,71 @@ def keys_cli(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def wait_for(condition, what: str, timeout: float = 20.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def login(url: str) -> str:
     wallet = EthWallet.create()
     request = {"account": wallet.caip10(), "scope": "profile:read"}
     issued = httpx.post(f"{url}/v1/challenge", json=request).json()
-    body = {"message": issued["message"], "signature": wallet.sign(issued["message"])}
-    response = httpx.post(f"{url}/v1/token", json=body)
+    response = httpx.post(f"{url}/v1/token", json=signed_in(issued, wallet))
     assert response.status_code == 200, response.text
     return str(response.json()["access_token"])
 
 
-def test_rotation_end_to_end_with_a_running_guard(tmp_path: Path, server_log):
+def test_rotation_end_to_end_with_defaults(tmp_path: Path):
+    """Default publish delay, JWKS max-age and refresh cooldown; no 401 at any step."""
     data = tmp_path / "data"
-    with KeyproofServer(data) as server, serve_in_thread(guarded(server.url)) as rs:
-        server_log.append(server.log_path)
+    # Frozen at the wall clock's reading, so the key CLI (a child process) agrees with it.
+    clock = FrozenClock(float(int(time.time())))
+    port = free_port()
+    settings = Settings(data_dir=data, store="memory://", port=port)
+    issuer_app = create_app(settings, store=MemoryStore(clock=clock), clock=clock)
+    backend = KeyproofBackend(
+        issuer=settings.issuer,
+        audience=settings.uri,
+        jwks_url=f"{settings.uri}/.well-known/jwks.json",
+        clock=clock,
+    )
+    with serve_in_thread(issuer_app, port) as url, serve_in_thread(profile_app(backend)) as rs:
 
-        def at_guard(token: str) -> int:
-            headers = {"Authorization": f"Bearer {token}"}
-            return httpx.get(f"{rs}/profile", headers=headers).status_code
+        def at_guard(token: str) -> tuple[int, int]:
+            response = httpx.get(f"{rs}/profile", headers=bearer(token))
+            fetches = response.json().get("jwks_fetches", -1) if response.is_success else -1
+            return response.status_code, fetches
 
-        token_a = login(server.url)
-        assert at_guard(token_a) == 200
+        def published() -> list[str]:
+            return [k["kid"] for k in httpx.get(f"{url}/.well-known/jwks.json").json()["keys"]]
 
-        rotated = keys_cli(data, "rotate", "--publish-for", "2")
+        token_a = login(url)
+        assert at_guard(token_a) == (200, 1)
+
+        rotated = keys_cli(data, "rotate")
         assert rotated.returncode == 0, rotated.stderr
-        jwks_url = f"{server.url}/.well-known/jwks.json"
-        wait_for(lambda: len(httpx.get(jwks_url).json()["keys"]) == 2, "the JWKS to list 2 keys")
-        assert at_guard(token_a) == 200
+        old, new = KeySet.load(data / KEY_FILE_NAME, clock).keys
+        assert new.active_from >= int(clock()) + DEFAULT_PUBLISH_FOR
+        clock.advance(1)  # the server re-reads its key file at most once a second
+        assert published() == [old.kid, new.kid]
+        assert kid_of(login(url)) == old.kid
+        assert at_guard(token_a) == (200, 1)
 
-        def new_kid_token() -> str | None:
-            token = login(server.url)
-            return token if kid_of(token) != kid_of(token_a) else None
+        # Still before the new key signs, the guard's cached JWKS passes its max-age.
+        clock.now = new.active_from - JWKS_MAX_AGE + 10
+        assert at_guard(token_a) == (200, 2)
+        clock.now = new.active_from
+        token_b = login(url)
+        assert kid_of(token_b) == new.kid
+        # The guard had the new key before it signed: no restart, no extra fetch.
+        assert at_guard(token_b) == (200, 2)
 
-        token_b = wait_for(new_kid_token, "tokens signed by the new key")
-        assert at_guard(token_b) == 200
-        assert at_guard(token_a) == 200
-        headers = {"Authorization": f"Bearer {token_b}"}
-        # Fetched once at start, once more for the new kid; no restart.
-        assert httpx.get(f"{rs}/profile", headers=headers).json()["jwks_fetches"] == 2
-
-        refused = keys_cli(data, "retire")
-        assert refused.returncode == 2
-        assert "key_in_use" in refused.stderr
-        assert len(httpx.get(jwks_url).json()["keys"]) == 2
-        assert at_guard(token_a) == 200
+        clock.now = new.active_from + RETIRE_AFTER - 1
+        shown = keys_cli(data, "show")
+        assert f"oldest key retirable at {new.active_from + RETIRE_AFTER}" in shown.stdout
+        with pytest.raises(ConfigurationError):
+            keys_command(Settings(data_dir=data, store="memory://"), "retire", clock=clock)
+        clock.advance(1)
+        keys_command(Settings(data_dir=data, store="memory://"), "retire", clock=clock)
+        clock.advance(1)
+        assert published() == [new.kid]
+        token_c = login(url)
+        assert kid_of(token_c) == new.kid
+        status, fetches = at_guard(token_c)
+        assert (status, fetches) == (200, 3)
+        assert at_guard(token_a)[0] == 401

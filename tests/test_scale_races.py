@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from keyproof.actions import Action
 from keyproof.testing import KeyproofServer
@@ -33,7 +34,14 @@ EXPECT = {
     "audience": PUBLIC_URI,
     "type": "escrow.release",
     "object": "escrow-7",
+    "scope": "escrow:release",
 }
+RELEASE_POLICY = """[policy]
+scopes = ["profile:read", "escrow:release"]
+default = ["profile:read"]
+[policy.namespaces]
+eip155 = ["escrow:release"]
+"""
 LIMITS = {
     "KEYPROOF_CHALLENGE_LIMIT_PER_IP": "100000",
     "KEYPROOF_FAILED_TOKEN_LIMIT_PER_IP": "100000",
@@ -41,7 +49,9 @@ LIMITS = {
 
 
 def replicas(data_dir: Path, store: str | None, server_log: list[Path]) -> Iterator[list[str]]:
-    args = ["--uri", PUBLIC_URI, "--domain", "auth.keyproof.test"]
+    config = data_dir.parent / "keyproof.toml"
+    config.write_text(RELEASE_POLICY)
+    args = ["--uri", PUBLIC_URI, "--domain", "auth.keyproof.test", "--config", str(config)]
     if store is not None:
         args += ["--store", store]
     with ExitStack() as stack:
@@ -99,20 +109,40 @@ async def race(urls: list[str]) -> None:
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
         await login_rounds(client, urls)
         wallet = EthWallet.create()
-        issued = await client.post(f"{urls[0]}/v1/challenge", json={"account": wallet.caip10()})
+        wanted = {"account": wallet.caip10(), "scope": "escrow:release"}
+        issued = await client.post(f"{urls[0]}/v1/challenge", json=wanted)
         message = issued.json()["message"]
         body = {"message": message, "signature": wallet.sign(message)}
         granted = await client.post(f"{urls[1]}/v1/token", json=body)
         assert granted.status_code == 200, granted.text
-        await action_rounds(client, urls, wallet, granted.json()["access_token"])
+        token = granted.json()["access_token"]
+        await action_rounds(client, urls, wallet, token)
+        revoked = await client.post(f"{urls[0]}/v1/revoke", json={"token": token})
+        assert revoked.status_code == 200, revoked.text
 
 
 @pytest.mark.slow
 @pytest.mark.redis
-def test_two_replicas_sharing_redis(tmp_path: Path, redis_url: str, redis_prefix: str, server_log):
+def test_two_replicas_sharing_redis(
+    tmp_path: Path, redis_url: str, redis_prefix: str, redis_client: redis.Redis, server_log
+):
     store = f"{redis_url}?prefix={redis_prefix}"
     for urls in replicas(tmp_path / "data", store, server_log):
         asyncio.run(race(urls))
+    assert_every_key_expires(redis_client, redis_prefix)
+
+
+def assert_every_key_expires(client: redis.Redis, prefix: str) -> None:
+    """Every key the replicas left behind has a TTL (PTTL -1 means none)."""
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    with client.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.pttl(key)
+        ttls = dict(zip(keys, pipe.execute(), strict=True))
+    kinds = {key.decode()[len(prefix) :].split(":", 1)[0] for key in keys}
+    assert kinds >= {"used_nonce", "action", "revoked", "counter"}, kinds
+    forever = [key for key, ttl in ttls.items() if ttl <= 0 and ttl != -2]  # -2: just expired
+    assert not forever, forever[:5]
 
 
 @pytest.mark.slow

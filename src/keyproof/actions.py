@@ -26,9 +26,9 @@ import hashlib
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import rfc8785
 
@@ -38,18 +38,12 @@ from keyproof.crypto.secp256k1 import decode_signature_hex, recover_digest
 from keyproof.errors import (
     ActionRejected,
     InvalidAction,
-    InvalidRequest,
     KeyproofError,
     MalformedSignature,
     SignatureInvalid,
     TokenInvalid,
 )
-from keyproof.revocation import VERIFY_LEEWAY, Revocation
 from keyproof.stores.base import Kind, Store
-from keyproof.tokens import verify_access_token
-
-if TYPE_CHECKING:
-    from keyproof.service import Service
 
 __all__ = [
     "ACTION_CONTEXT",
@@ -58,8 +52,6 @@ __all__ = [
     "ActionLimits",
     "ActionVerifier",
     "VerifiedAction",
-    "bearer_token",
-    "verify_action_request",
 ]
 
 ACTION_CONTEXT: Final = b"keyproof-action-v1\n"
@@ -75,10 +67,10 @@ ACTION_TYPES: Final[eip712.Types] = {
     )
 }
 MAX_SIGNATURE_CHARS = 256
-MAX_AUTHORIZATION_CHARS = 8200
 MAX_AMOUNT_DIGITS = 30
 MAX_AMOUNT_SCALE = 18
 MAX_DEADLINE = 2**53 - 1
+TOKEN_REPLY_CLAIMS: Final = ("scope", "sub", "exp")
 
 _FIELDS: Final = {
     "service": re.compile(r"[!-~](?:[ -~]{0,62}[!-~])?"),
@@ -197,13 +189,19 @@ class ActionLimits:
 
 @dataclass(frozen=True, slots=True)
 class VerifiedAction:
-    """An action that passed every check; its id is now used up."""
+    """An action that passed every check; its id is now used up.
+
+    ``claims`` are those of the token it was checked against; :meth:`to_json` repeats
+    its ``scope``, ``sub`` and ``exp`` so a backend need not decode the token again.
+    """
 
     action: Action
     signer: str
+    claims: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     def to_json(self) -> dict[str, Any]:
-        return {"valid": True, "action": self.action.to_json(), "signer": self.signer}
+        token = {name: self.claims[name] for name in TOKEN_REPLY_CLAIMS if name in self.claims}
+        return {"valid": True, "action": self.action.to_json(), "signer": self.signer, **token}
 
 
 class ActionVerifier:
@@ -233,11 +231,12 @@ class ActionVerifier:
     ) -> VerifiedAction:
         """Check ``document`` is ``action_type`` on ``object_id``, signed by the token holder.
 
-        ``claims`` are those of an already verified access token. Raises
+        ``document`` is the JSON document as received (or an already parsed
+        :class:`Action`). ``claims`` are those of an already verified access token. Raises
         ``InvalidAction``, ``ActionRejected``, ``MalformedSignature`` or
         ``SignatureInvalid``; records the action id only when everything else holds.
         """
-        action = Action.parse(document)
+        action = document if isinstance(document, Action) else Action.parse(document)
         account = _subject(claims)
         self._check_domain(action, claims, action_type, object_id)
         if action.chain != account.caip2:
@@ -247,7 +246,7 @@ class ActionVerifier:
         self._check_amount(action)
         _check_signature(action, account, signature)
         await self._use(action, account, now)
-        return VerifiedAction(action, account.id)
+        return VerifiedAction(action, account.id, claims)
 
     def _check_domain(
         self, action: Action, claims: Mapping[str, Any], type_: str, object_: str
@@ -283,6 +282,8 @@ class ActionVerifier:
             raise InvalidAction("amount_out_of_range", "amount must be a positive decimal in range")
 
     async def _use(self, action: Action, account: Account, now: int) -> None:
+        # Keyed by signer and id only, not by service: an id is single-use per
+        # account across every service sharing the store (specs/protocol.md).
         key = hashlib.sha256(f"{account.id}\n{action.id}".encode()).hexdigest()
         ttl = action.deadline - now + self.limits.replay_margin
         if not await self.store.add(Kind.ACTION, key, b"1", ttl):
@@ -337,85 +338,3 @@ def _check_signature(action: Action, account: Account, signature: Any) -> None:
 
 def _signer_mismatch() -> ActionRejected:
     return ActionRejected("action_signer_mismatch", "the action is not signed by the token holder")
-
-
-# -- HTTP: POST /v1/actions/verify ------------------------------------------------------
-
-
-def bearer_token(authorization: str | None) -> str:
-    """The token of an ``Authorization: Bearer <token>`` header (RFC 6750 §2.1)."""
-    if authorization is None or len(authorization) > MAX_AUTHORIZATION_CHARS:
-        raise TokenInvalid("token_invalid", "send the access token as a Bearer token")
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token or " " in token:
-        raise TokenInvalid("token_invalid", "send the access token as a Bearer token")
-    return token
-
-
-async def verify_action_request(
-    service: Service,
-    authorization: str | None,
-    body: Mapping[str, Any],
-    *,
-    client_ip: str | None = None,
-) -> VerifiedAction:
-    """``{action, signature, expect: {service, audience, type, object}}`` + bearer token.
-
-    Every decision goes to the service's audit log.
-    """
-    try:
-        verified = await _verify_request(service, authorization, body)
-    except KeyproofError as refusal:
-        service.audit.record(
-            "action", "refused", code=refusal.code, account=None, client_ip=client_ip
-        )
-        raise
-    service.audit.record(
-        "action",
-        "success",
-        code=None,
-        account=verified.signer,
-        client_ip=client_ip,
-        action_id=verified.action.id,
-    )
-    return verified
-
-
-async def _verify_request(
-    service: Service, authorization: str | None, body: Mapping[str, Any]
-) -> VerifiedAction:
-    expect = _expectations(body.get("expect"))
-    claims = verify_access_token(
-        bearer_token(authorization),
-        keys=service.keys.public_keys(),
-        issuer=service.settings.issuer,
-        audience=expect["audience"],
-        now=int(service.clock()),
-        leeway=VERIFY_LEEWAY,
-    )
-    revocation = Revocation(service.settings, service.store, service.keys, service.clock)
-    if await revocation.is_revoked(claims["jti"]):
-        raise TokenInvalid("token_revoked", "token was revoked")
-    limits = ActionLimits(
-        max_horizon=service.settings.action_horizon,
-        max_amount=Decimal(service.settings.action_max_amount),
-    )
-    verifier = ActionVerifier(
-        service.store, service=expect["service"], limits=limits, clock=service.clock
-    )
-    return await verifier.verify(
-        body.get("action"),
-        body.get("signature"),
-        claims=claims,
-        action_type=expect["type"],
-        object_id=expect["object"],
-    )
-
-
-def _expectations(value: Any) -> dict[str, str]:
-    names = ("service", "audience", "type", "object")
-    if not isinstance(value, Mapping) or set(value) != set(names):
-        raise InvalidRequest("invalid_field", "expect must be {service, audience, type, object}")
-    if not all(isinstance(value[n], str) and 0 < len(value[n]) <= 256 for n in names):
-        raise InvalidRequest("invalid_field", "expect members must be short strings")
-    return {n: str(value[n]) for n in names}

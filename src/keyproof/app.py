@@ -16,16 +16,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from keyproof.accounts import families
-from keyproof.actions import verify_action_request
+from keyproof.action_requests import verify_action_request
 from keyproof.clientip import ClientIpResolver
 from keyproof.config import Settings
 from keyproof.errors import (
     ClientAuthenticationFailed,
+    InsufficientScope,
     InvalidRequest,
     KeyproofError,
     MethodNotAllowed,
     NotFound,
     TokenInvalid,
+    Unavailable,
 )
 from keyproof.httpio import (
     error_response,
@@ -53,6 +55,7 @@ class Endpoints:
         self._service = service
         self.client_ip = ClientIpResolver(settings.trusted_proxies, settings.forwarded_header)
         self.metrics: Metrics | None = None
+        self.key_file: KeyFile | None = None
 
     async def challenge(self, request: Request) -> Response:
         body = await read_json_object(request, self.settings.max_body_bytes)
@@ -128,6 +131,10 @@ class Endpoints:
             )
         except TokenInvalid as exc:
             return _challenged(request, exc, 'Bearer error="invalid_token"')
+        except InsufficientScope as exc:
+            # Raised only once expect.scope was checked to be one plain scope-token.
+            needed = body["expect"]["scope"]
+            return _challenged(request, exc, f'Bearer error="insufficient_scope", scope="{needed}"')
         return json_response(verified.to_json(), no_store=True)
 
     async def metadata(self, request: Request) -> Response:
@@ -155,8 +162,10 @@ class Endpoints:
         return JSONResponse({"status": "ok"})
 
     async def readyz(self, request: Request) -> Response:
-        """Ready when the store answers; 503 (with ``Retry-After``) while it does not."""
+        """Ready when the store answers and the key file reloads; else 503 + ``Retry-After``."""
         await self._service().store.ping()
+        if self.key_file is not None and self.key_file.reload_error is not None:
+            raise Unavailable("keys_unavailable", "the signing-key file cannot be reloaded")
         return JSONResponse({"status": "ready"}, headers={"Cache-Control": "no-store"})
 
     async def metrics_text(self, request: Request) -> Response:
@@ -218,7 +227,9 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         opened = store or open_store(settings.store)
         if keys is None:
-            reloading["file"] = KeyFile(settings.data_dir / KEY_FILE_NAME, clock)
+            reloading["file"] = endpoints.key_file = KeyFile(
+                settings.data_dir / KEY_FILE_NAME, clock
+            )
         key_set = keys or reloading["file"].current()
         state["service"] = Service(settings, opened, key_set, clock)
         try:

@@ -15,11 +15,10 @@ from typing import Any
 
 from keyproof.config import Settings
 from keyproof.errors import ConfigurationError
-from keyproof.keys import JWKS_MAX_AGE, KEY_FILE_NAME, KeySet
+from keyproof.keys import JWKS_MAX_AGE, KEY_FILE_NAME, RETIRE_AFTER, KeySet
 from keyproof.logs import uvicorn_log_config
-from keyproof.revocation import VERIFY_LEEWAY
 
-__all__ = ["keys_command", "longest_token_lifetime", "main"]
+__all__ = ["keys_command", "main"]
 
 DEFAULT_PUBLISH_FOR = 2 * JWKS_MAX_AGE
 MAX_PUBLISH_FOR = 7 * 24 * 3600
@@ -49,7 +48,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     for flag, kind, text in SERVE_FLAGS:
         serve.add_argument(f"--{flag}", type=kind, help=text)
-    keys = commands.add_parser("keys", help="manage the server's signing keys")
+    keys = commands.add_parser(
+        "keys",
+        help="manage the server's signing keys",
+        description=(
+            "show the keys; rotate: publish the next key before it signs; retire: drop the "
+            f"oldest key once its successor has signed for {RETIRE_AFTER} s (the 1 h token "
+            "lifetime cap plus the largest verifier leeway), whatever the configuration"
+        ),
+    )
     keys.add_argument("action", choices=["show", "rotate", "retire"])
     keys.add_argument("--data-dir", type=str)
     keys.add_argument("--config", type=str)
@@ -108,11 +115,6 @@ def serve(settings: Settings) -> None:
     )
 
 
-def longest_token_lifetime(settings: Settings) -> int:
-    """No token outlives this: the configured lifetime (policy only shortens it) + leeway."""
-    return settings.token_ttl + VERIFY_LEEWAY
-
-
 def keys_command(
     settings: Settings,
     action: str,
@@ -120,16 +122,21 @@ def keys_command(
     publish_for: int = DEFAULT_PUBLISH_FOR,
     clock: Callable[[], float] = time.time,
 ) -> None:
-    """``show``, ``rotate`` (publish the next key before it signs) or ``retire`` the oldest."""
+    """``show``, ``rotate`` (publish the next key before it signs) or ``retire`` the oldest.
+
+    ``retire`` waits :data:`~keyproof.keys.RETIRE_AFTER` seconds after the successor
+    started signing, independent of ``settings``: the server that minted the tokens may
+    have run with another ``token_ttl`` than this command sees.
+    """
     path = settings.data_dir / KEY_FILE_NAME
     key_set = KeySet.load_or_create(path, clock)
     if action == "rotate":
         key_set = _rotate(key_set, publish_for)
         key_set.save(path)
     elif action == "retire":
-        key_set = key_set.retired(token_lifetime=longest_token_lifetime(settings))
+        key_set = key_set.retired()
         key_set.save(path)
-    _show(key_set, longest_token_lifetime(settings))
+    _show(key_set)
 
 
 def _rotate(key_set: KeySet, publish_for: int) -> KeySet:
@@ -150,12 +157,12 @@ def _rotate(key_set: KeySet, publish_for: int) -> KeySet:
     return key_set.rotated(publish_for=publish_for)
 
 
-def _show(key_set: KeySet, token_lifetime: int) -> None:
+def _show(key_set: KeySet) -> None:
     signing = key_set.signing_key().kid
     for key in key_set.keys:
         marker = "signing" if key.kid == signing else "published"
         print(f"{key.kid}  active_from={key.active_from}  {marker}")
-    retire_at = key_set.retirable_at(token_lifetime)
+    retire_at = key_set.retirable_at()
     if retire_at is not None:
         print(f"oldest key retirable at {retire_at}")
 

@@ -200,7 +200,7 @@ class RateLimited(KeyproofError):
 class Unavailable(KeyproofError):
     status = 503
     oauth_error = "temporarily_unavailable"
-    codes = frozenset({"store_unavailable", "upstream_unavailable"})
+    codes = frozenset({"store_unavailable", "upstream_unavailable", "keys_unavailable"})
 
     def __init__(self, code: str, description: str, *, retry_after: int = 1) -> None:
         super().__init__(code, description)

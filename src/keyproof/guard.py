@@ -14,8 +14,12 @@ in ``WWW-Authenticate`` (and 401 ``Bearer`` when no token was sent).
 
 Only the ``Authorization: Bearer`` header is read; a token in the query string is
 refused. Keys come only from ``jwks_url``: fetched once, cached for ``max_age``,
-refreshed when a token names an unknown ``kid`` at most once per ``refresh_cooldown``.
-The token header never chooses a key source (``jku``, ``x5u``, ``jwk`` are ignored).
+refreshed when a token names an unknown ``kid`` at most once per ``refresh_cooldown``;
+while no fetch has succeeded yet, requests fail closed and a new fetch is tried at most
+once per ``refresh_cooldown`` too. The token header never chooses a key source (``jku``,
+``x5u``, ``jwk`` are ignored). Plain ``http://`` key and introspection URLs are refused
+unless they point at a loopback host. A refused token gets a fixed description
+("invalid token", "token expired"); the reason is logged at debug level only.
 Tokens carrying any of ``introspect_scopes`` are also checked at the issuer's
 introspection endpoint, so a revoked token fails there; if it cannot be asked the
 request fails closed (503).
@@ -23,9 +27,7 @@ request fails closed (503).
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import binascii
 import functools
 import inspect
 import logging
@@ -37,7 +39,6 @@ from typing import Any, ParamSpec
 
 import httpx
 import jwt
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from starlette.authentication import (
     AuthCredentials,
     AuthenticationBackend,
@@ -57,7 +58,8 @@ from keyproof.errors import (
     Unavailable,
 )
 from keyproof.httpio import error_response
-from keyproof.keys import JWKS_MAX_AGE
+from keyproof.jwks import JWKSCache, check_url, parse_jwks
+from keyproof.keys import MAX_VERIFY_LEEWAY
 from keyproof.tokens import verify_access_token
 
 __all__ = [
@@ -71,9 +73,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("keyproof.guard")
-MAX_JWKS_BYTES = 64 * 1024
-MAX_JWKS_KEYS = 32
-KID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,128}")
 UNSAFE_IN_QUOTES = re.compile(r'[^ -~]|["\\]')
 _P = ParamSpec("_P")
 
@@ -113,91 +112,6 @@ class KeyproofUser(BaseUser):
         return tuple(str(self.claims["scope"]).split())
 
 
-# -- keys ------------------------------------------------------------------------------
-
-
-class JWKSCache:
-    """The issuer's Ed25519 public keys, fetched from one configured URL only."""
-
-    def __init__(
-        self,
-        url: str,
-        client: httpx.AsyncClient,
-        *,
-        clock: Callable[[], float] = time.time,
-        refresh_cooldown: float = 30.0,
-        max_age: float = JWKS_MAX_AGE,
-    ) -> None:
-        _check_url(url, "jwks_url")
-        self.url = url
-        self.fetches = 0
-        self._client = client
-        self._clock = clock
-        self._cooldown = refresh_cooldown
-        self._max_age = max_age
-        self._keys: dict[str, Ed25519PublicKey] | None = None
-        self._checked_at = 0.0
-        self._lock = asyncio.Lock()
-
-    def _due(self, kid: str | None) -> bool:
-        if self._keys is None:
-            return True
-        age = self._clock() - self._checked_at
-        unknown = kid is not None and kid not in self._keys and KID_PATTERN.fullmatch(kid)
-        return age >= self._max_age or (bool(unknown) and age >= self._cooldown)
-
-    async def keys(self, kid: str | None = None) -> Mapping[str, Ed25519PublicKey]:
-        """The cached keys, refreshed first if stale or if ``kid`` is new (rate limited)."""
-        if self._due(kid):
-            async with self._lock:
-                if self._due(kid):
-                    await self._refresh()
-        if self._keys is None:
-            raise Unavailable("upstream_unavailable", "the issuer's keys are unavailable")
-        return self._keys
-
-    async def _refresh(self) -> None:
-        self._checked_at = self._clock()
-        self.fetches += 1
-        try:
-            response = await self._client.get(self.url, headers={"Accept": "application/json"})
-            if response.status_code != 200 or len(response.content) > MAX_JWKS_BYTES:
-                raise ValueError(f"status {response.status_code}")
-            self._keys = parse_jwks(response.json())
-        except (httpx.HTTPError, ValueError) as exc:
-            # Keep the keys we have; without any, keys() fails closed.
-            logger.warning("JWKS refresh from %s failed: %s", self.url, type(exc).__name__)
-
-
-def parse_jwks(document: Any) -> dict[str, Ed25519PublicKey]:
-    """The Ed25519 signing keys of a JWKS document; other key types are skipped."""
-    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
-        raise ValueError("not a JWKS document")
-    keys: dict[str, Ed25519PublicKey] = {}
-    for jwk in document["keys"][:MAX_JWKS_KEYS]:
-        parsed = _ed25519_jwk(jwk)
-        if parsed is not None:
-            keys[parsed[0]] = parsed[1]
-    return keys
-
-
-def _ed25519_jwk(jwk: Any) -> tuple[str, Ed25519PublicKey] | None:
-    if not isinstance(jwk, dict) or (jwk.get("kty"), jwk.get("crv")) != ("OKP", "Ed25519"):
-        return None
-    kid, x = jwk.get("kid"), jwk.get("x")
-    if jwk.get("alg", "EdDSA") != "EdDSA" or jwk.get("use", "sig") != "sig":
-        return None
-    if not isinstance(kid, str) or not KID_PATTERN.fullmatch(kid) or not isinstance(x, str):
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(x + "=" * (-len(x) % 4))
-    except (binascii.Error, ValueError):
-        return None
-    if len(raw) != 32 or base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != x:
-        return None
-    return kid, Ed25519PublicKey.from_public_bytes(raw)
-
-
 # -- the backend -----------------------------------------------------------------------
 
 
@@ -219,8 +133,11 @@ class KeyproofBackend(AuthenticationBackend):
         introspection_client_id: str | None = None,
         introspection_client_secret: str | None = None,
     ) -> None:
-        if not 0 <= leeway <= 300:
-            raise ConfigurationError("invalid_setting", "leeway must be 0..300 seconds")
+        if not 0 <= leeway <= MAX_VERIFY_LEEWAY:
+            # Key retirement relies on this cap (keyproof.keys.RETIRE_AFTER).
+            raise ConfigurationError(
+                "invalid_setting", f"leeway must be 0..{MAX_VERIFY_LEEWAY} seconds"
+            )
         self.issuer = issuer
         self.audience = audience
         self._leeway = leeway
@@ -252,7 +169,10 @@ class KeyproofBackend(AuthenticationBackend):
             if token is None:
                 return None
             claims = await self.verify(token)
-        except (TokenInvalid, InvalidRequest, Unavailable) as exc:
+        except TokenInvalid as exc:
+            logger.debug("token refused: %s (%s)", exc.code, exc.description)
+            raise BearerError(_public(exc)) from None
+        except (InvalidRequest, Unavailable) as exc:
             raise BearerError(exc) from None
         user = KeyproofUser(claims)
         return AuthCredentials(list(user.scopes)), user
@@ -295,16 +215,16 @@ def _introspection_config(
             "invalid_setting",
             "introspect_scopes needs introspection_url and client id and secret",
         )
-    _check_url(url, "introspection_url")
+    check_url(url, "introspection_url")
     # RFC 6749 §2.3.1: each part is form-urlencoded before joining.
     pair = f"{urllib.parse.quote_plus(client_id)}:{urllib.parse.quote_plus(secret)}"
     return url, "Basic " + base64.b64encode(pair.encode()).decode("ascii")
 
 
-def _check_url(url: str, name: str) -> None:
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in {"http", "https"} or not parts.netloc:
-        raise ConfigurationError("invalid_setting", f"{name} must be an absolute http(s) URL")
+def _public(error: TokenInvalid) -> TokenInvalid:
+    """The same code with a fixed description: the reason is no oracle (STYLE §2)."""
+    text = "token expired" if error.code == "token_expired" else "invalid token"
+    return TokenInvalid(error.code, text)
 
 
 def _bearer_token(conn: HTTPConnection) -> str | None:

@@ -32,12 +32,31 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from keyproof.errors import ConfigurationError
+from keyproof.policy import MAX_TOKEN_LIFETIME
 
-__all__ = ["JWKS_MAX_AGE", "KEY_FILE_NAME", "KeyFile", "KeySet", "SigningKey", "jwk_thumbprint"]
+__all__ = [
+    "JWKS_MAX_AGE",
+    "KEY_FILE_NAME",
+    "MAX_VERIFY_LEEWAY",
+    "RETIRE_AFTER",
+    "KeyFile",
+    "KeySet",
+    "SigningKey",
+    "jwk_thumbprint",
+]
 
 KEY_FILE_NAME = "signing-keys.json"
 JWKS_MAX_AGE = 300
 """Seconds a verifier may cache the JWKS (its ``Cache-Control: max-age``)."""
+MAX_VERIFY_LEEWAY = 60
+"""The largest ``exp`` leeway any keyproof verifier accepts (the guard refuses more)."""
+RETIRE_AFTER = MAX_TOKEN_LIFETIME + MAX_VERIFY_LEEWAY
+"""Seconds after its successor starts signing before a key may be retired.
+
+A bound that holds for every configuration: no token outlives the hard lifetime cap, and
+no verifier accepts one longer than that plus its leeway, whatever ``token_ttl`` the
+server had when it signed, or the command runs with now.
+"""
 logger = logging.getLogger("keyproof.keys")
 
 
@@ -189,20 +208,20 @@ class KeySet:
         now = self._clock()
         return [k for k in self.keys if k.active_from > now]
 
-    def retirable_at(self, token_lifetime: int) -> int | None:
-        """When the oldest key may go: the longest token lifetime after its successor signs."""
+    def retirable_at(self) -> int | None:
+        """When the oldest key may go: :data:`RETIRE_AFTER` after its successor signs."""
         if len(self.keys) < 2:
             return None
-        return self.keys[1].active_from + token_lifetime
+        return self.keys[1].active_from + RETIRE_AFTER
 
-    def retired(self, *, token_lifetime: int) -> KeySet:
+    def retired(self) -> KeySet:
         """A new set without the oldest key, once no unexpired token can carry its ``kid``.
 
         Every token the oldest key signed was minted before its successor started signing,
-        so it has expired ``token_lifetime`` seconds after that; the set never drops its
-        signing key.
+        so no verifier accepts it :data:`RETIRE_AFTER` seconds after that; the set never
+        drops its signing key.
         """
-        allowed_at = self.retirable_at(token_lifetime)
+        allowed_at = self.retirable_at()
         if allowed_at is None:
             raise ConfigurationError("key_in_use", "cannot retire the only key")
         if self.keys[0] is self.signing_key():
@@ -233,6 +252,8 @@ class KeyFile:
         self._keys = KeySet.load_or_create(path, clock)
         self._stamp = self._stat()
         self._checked = clock()
+        self.reload_error: str | None = None
+        """Why the last reload failed, while the file on disk cannot be used."""
 
     def __repr__(self) -> str:
         return f"KeyFile({str(self.path)!r})"
@@ -255,7 +276,9 @@ class KeyFile:
             try:
                 self._keys = KeySet.load(self.path, self._clock)
                 self._stamp = stamp
+                self.reload_error = None
             except ConfigurationError as exc:
-                # Keep signing with the last good set; an operator sees the warning.
+                # Keep signing with the last good set; /readyz and the log tell the operator.
+                self.reload_error = exc.description
                 logger.warning("key file not reloaded: %s", exc.description)
         return self._keys

@@ -3,6 +3,9 @@
 A scope is ``namespace:name``. The policy lists every scope the deployment knows;
 grants name known scopes or, where the policy says so, ``namespace:*``. Matching is
 exact: no case folding, no other wildcards. A token carries ``signed ∩ granted``.
+
+A token lives for the shortest lifetime among its granted scopes, so its lifetime is a
+function of its scope set that never grows when a scope is added (specs §4).
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from keyproof.errors import ConfigurationError, InvalidScope
+from keyproof.accounts import families, parse_account
+from keyproof.errors import ConfigurationError, InvalidAccount, InvalidScope
 
 __all__ = ["MAX_TOKEN_LIFETIME", "Policy", "parse_scope_string"]
 
@@ -55,6 +59,9 @@ class Policy:
     lifetimes: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        _check_namespaces(self.namespaces)
+        for account_id in self.accounts:
+            _check_account_id(account_id)
         grants = [self.default, *self.namespaces.values(), *self.accounts.values()]
         for grant in (g for group in grants for g in group):
             if not self._is_known_grant(grant):
@@ -108,6 +115,34 @@ class Policy:
 def _granted(scope: str, grants: frozenset[str]) -> bool:
     namespace = scope.split(":", 1)[0]
     return scope in grants or f"{namespace}:*" in grants
+
+
+def _check_namespaces(namespaces: Iterable[str]) -> None:
+    shipped = families()
+    for namespace in namespaces:
+        if namespace not in shipped:
+            raise ConfigurationError(
+                "invalid_policy",
+                f"policy.namespaces: unknown namespace {namespace!r}; use one of {sorted(shipped)}",
+            )
+
+
+def _check_account_id(account_id: str) -> None:
+    """Refuse anything but a canonical id: any other spelling would never match a ``sub``."""
+    # Chains allowed to sign in are a setting, checked at sign-in; any chain of the
+    # id's own namespace is acceptable here.
+    own = frozenset({account_id.split(":", 1)[0], ":".join(account_id.split(":", 2)[:2])})
+    try:
+        account = parse_account(account_id, allowed_chains=own)
+    except InvalidAccount as exc:
+        raise ConfigurationError(
+            "invalid_policy", f"policy.accounts: {account_id[:80]!r}: {exc.description}"
+        ) from None
+    if account.id != account_id:
+        raise ConfigurationError(
+            "invalid_policy",
+            f"policy.accounts: write {account.id!r}, the canonical form of {account_id!r}",
+        )
 
 
 def _grant_table(value: Any, where: str) -> dict[str, frozenset[str]]:

@@ -19,7 +19,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from keyproof.errors import TokenInvalid
-from keyproof.keys import KeySet
+from keyproof.keys import MAX_VERIFY_LEEWAY, KeySet
 
 __all__ = ["ACCESS_TOKEN_TYPE", "AccessToken", "mint_access_token", "verify_access_token"]
 
@@ -122,7 +122,12 @@ def verify_access_token(
     now: int,
     leeway: int = 30,
 ) -> dict[str, Any]:
-    """Verify signature and every claim; return the claims or raise ``TokenInvalid``."""
+    """Verify signature and every claim; return the claims or raise ``TokenInvalid``.
+
+    ``leeway`` is capped at ``MAX_VERIFY_LEEWAY``: key retirement relies on that bound.
+    """
+    if not 0 <= leeway <= MAX_VERIFY_LEEWAY:
+        raise ValueError(f"leeway must be 0..{MAX_VERIFY_LEEWAY} seconds")
     if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_BYTES:
         raise _invalid("malformed token")
     _check_compact(token)

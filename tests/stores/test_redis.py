@@ -43,6 +43,23 @@ async def test_keys_are_prefix_kind_key_with_a_ttl(
 
 
 @pytest.mark.redis
+@pytest.mark.parametrize("kind", list(Kind), ids=str)
+async def test_every_kind_of_key_gets_a_ttl(
+    redis_store: RedisStore, redis_client: redis.Redis, redis_prefix: str, kind: Kind
+) -> None:
+    await redis_store.add(kind, "added", b"v", 45)
+    await redis_store.hit(kind, "counted", 20)
+    await redis_store.hit(kind, "counted", 20)
+    ttls = {
+        key.decode(): redis_client.pttl(key)
+        for key in redis_client.scan_iter(match=f"{redis_prefix}*")
+    }
+    assert set(ttls) == {f"{redis_prefix}{kind}:added", f"{redis_prefix}{kind}:counted"}
+    assert 0 < ttls[f"{redis_prefix}{kind}:added"] <= 45_000
+    assert 0 < ttls[f"{redis_prefix}{kind}:counted"] <= 20_000
+
+
+@pytest.mark.redis
 async def test_sub_millisecond_ttls_round_up_to_one_millisecond(
     redis_store: RedisStore, redis_client: redis.Redis, redis_prefix: str
 ) -> None:
