@@ -14,6 +14,7 @@ from keyproof.keys import KeySet, SigningKey
 from keyproof.policy import Policy
 from keyproof.service import Service
 from keyproof.stores.memory import MemoryStore
+from keyproof.testing import FrozenClock
 
 # --- clock and service ----------------------------------------------------------------
 
@@ -25,22 +26,9 @@ TEST_POLICY = Policy(
 )
 
 
-class FrozenClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @pytest.fixture
 def clock() -> FrozenClock:
-    return FrozenClock()
+    return FrozenClock(START)
 
 
 @pytest.fixture

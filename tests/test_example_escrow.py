@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ import httpx
 import pytest
 
 from keyproof.actions import Action
-from keyproof.testing import KeyproofServer, free_port
+from keyproof.testing import KeyproofServer, ServerProcess, free_port
 
 from wallets import EthWallet
 
@@ -35,38 +34,10 @@ ESCROWS = [
 ]
 
 
-class EscrowProcess:
-    """``python examples/escrow.py`` in a child process, healthy before use."""
-
-    def __init__(self, args: list[str], env: dict[str, str], port: int, log_path: Path) -> None:
-        self.url = f"http://127.0.0.1:{port}"
-        self.log_path = log_path
-        command = [sys.executable, str(EXAMPLE), *args, "--port", str(port)]
-        with log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                command,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, **env},
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"escrow example exited early:\n{log_path.read_text()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"escrow example did not start:\n{log_path.read_text()}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=15)
+def escrow_process(args: list[str], env: dict[str, str], port: int, log: Path) -> ServerProcess:
+    """``python examples/escrow.py`` in a child process."""
+    command = [sys.executable, str(EXAMPLE), *args, "--port", str(port)]
+    return ServerProcess(command, url=f"http://127.0.0.1:{port}", log_path=log, env=env)
 
 
 @dataclass
@@ -116,12 +87,10 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
         args = ["--keyproof", kp.url, "--escrows", str(escrows)]
         args += ["--introspection-client-id", CLIENT_ID]
         env = {"ESCROW_INTROSPECTION_CLIENT_SECRET": secret}
-        escrow = EscrowProcess(args, env, escrow_port, data / "escrow.log")
+        escrow = escrow_process(args, env, escrow_port, data / "escrow.log")
         SERVER_LOGS.append(escrow.log_path)
-        try:
+        with escrow:
             yield Services(kp.url, escrow.url, wallets)
-        finally:
-            escrow.stop()
 
 
 def access_token(services: Services, wallet: EthWallet, scope: str) -> str:

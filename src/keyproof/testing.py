@@ -15,10 +15,24 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import httpx
 
-__all__ = ["KeyproofServer", "free_port"]
+__all__ = ["FrozenClock", "KeyproofServer", "ServerProcess", "free_port"]
+
+
+class FrozenClock:
+    """A clock for ``clock=`` parameters that moves only when told to."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 def free_port() -> int:
@@ -28,45 +42,33 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class KeyproofServer:
-    """``keyproof serve`` in a child process; use as a context manager."""
+class ServerProcess:
+    """A server command in a child process, healthy (``GET /healthz``) before use.
+
+    Output goes to ``log_path``; use as a context manager, or ``start``/``stop``.
+    """
 
     def __init__(
         self,
-        data_dir: Path,
+        command: Sequence[str],
         *,
-        args: Sequence[str] = (),
+        url: str,
+        log_path: Path,
         env: Mapping[str, str] | None = None,
-        port: int | None = None,
         startup_timeout: float = 30.0,
     ) -> None:
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.data_dir = data_dir
-        self._args = list(args)
+        self.command = list(command)
+        self.url = url
+        self.log_path = log_path
         self._env = {**os.environ, **(env or {})}
         self._timeout = startup_timeout
         self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = data_dir / f"server-{self.port}.log"
 
-    def start(self) -> KeyproofServer:
-        command = [
-            sys.executable,
-            "-m",
-            "keyproof",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--data-dir",
-            str(self.data_dir),
-            *self._args,
-        ]
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+    def start(self) -> Self:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-                command,
+                self.command,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self._env,
@@ -79,7 +81,7 @@ class KeyproofServer:
         deadline = time.monotonic() + self._timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"keyproof exited early:\n{self.log()}")
+                raise RuntimeError(f"{self.command[:4]} exited early:\n{self.log()}")
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
                     return
@@ -87,7 +89,7 @@ class KeyproofServer:
                 pass
             time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"keyproof did not become healthy:\n{self.log()}")
+        raise RuntimeError(f"{self.command[:4]} did not become healthy:\n{self.log()}")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -107,7 +109,7 @@ class KeyproofServer:
         except subprocess.TimeoutExpired:
             self.kill()
 
-    def __enter__(self) -> KeyproofServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(
@@ -117,3 +119,39 @@ class KeyproofServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class KeyproofServer(ServerProcess):
+    """``keyproof serve`` on 127.0.0.1 and a free port, state in ``data_dir``."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        port: int | None = None,
+        startup_timeout: float = 30.0,
+    ) -> None:
+        self.port = port or free_port()
+        self.data_dir = data_dir
+        command = [
+            sys.executable,
+            "-m",
+            "keyproof",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(data_dir),
+            *args,
+        ]
+        super().__init__(
+            command,
+            url=f"http://127.0.0.1:{self.port}",
+            log_path=data_dir / f"server-{self.port}.log",
+            env=env,
+            startup_timeout=startup_timeout,
+        )

@@ -14,7 +14,7 @@ import pytest
 from keyproof.stores.memory import MemoryStore
 from keyproof.stores.sqlite import SqliteStore
 
-from .harness import Backend, FakeClock
+from .harness import START, Backend, FrozenClock
 
 ALL = [
     pytest.param("memory", id="memory"),
@@ -24,7 +24,7 @@ ALL = [
 
 
 def _make(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    clock = FakeClock()
+    clock = FrozenClock(START)
     if name == "memory":
         return Backend(name, MemoryStore(clock=clock), clock=clock)
     if name == "sqlite":

@@ -11,6 +11,7 @@ from pathlib import Path
 import redis
 
 from keyproof.stores.base import Kind, Store
+from keyproof.testing import FrozenClock
 
 START = 1_800_000_000.0
 REPO = Path(__file__).resolve().parents[2]
@@ -24,19 +25,6 @@ def worker_env() -> dict[str, str]:
     return env
 
 
-class FakeClock:
-    """Seconds since the epoch, moving only when told to."""
-
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @dataclass
 class Backend:
     """A store plus how to let time pass for it.
@@ -48,7 +36,7 @@ class Backend:
 
     name: str
     store: Store
-    clock: FakeClock | None = None
+    clock: FrozenClock | None = None
     raw: redis.Redis | None = None
     prefix: str = ""
 

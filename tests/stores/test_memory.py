@@ -8,14 +8,14 @@ from keyproof.errors import Unavailable
 from keyproof.stores.base import Kind
 from keyproof.stores.memory import DEFAULT_MAX_ENTRIES, PURGE_BATCH, MemoryStore
 
-from .harness import FakeClock
+from .harness import START, FrozenClock
 
 CHALLENGE, COUNTER = Kind.CHALLENGE, Kind.COUNTER
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> FrozenClock:
+    return FrozenClock(START)
 
 
 def test_default_cap_is_one_million() -> None:
@@ -27,7 +27,7 @@ def test_cap_must_be_positive() -> None:
         MemoryStore(max_entries=0)
 
 
-async def test_a_full_store_refuses_new_entries(clock: FakeClock) -> None:
+async def test_a_full_store_refuses_new_entries(clock: FrozenClock) -> None:
     store = MemoryStore(max_entries=3, clock=clock)
     for key in ("a", "b", "c"):
         assert await store.add(CHALLENGE, key, b"v", 60)
@@ -42,7 +42,7 @@ async def test_a_full_store_refuses_new_entries(clock: FakeClock) -> None:
     assert await store.get(CHALLENGE, "d") is None
 
 
-async def test_taking_makes_room(clock: FakeClock) -> None:
+async def test_taking_makes_room(clock: FrozenClock) -> None:
     store = MemoryStore(max_entries=2, clock=clock)
     await store.add(CHALLENGE, "a", b"v", 60)
     await store.add(CHALLENGE, "b", b"v", 60)
@@ -50,7 +50,7 @@ async def test_taking_makes_room(clock: FakeClock) -> None:
     assert await store.add(CHALLENGE, "c", b"v", 60)
 
 
-async def test_expired_entries_make_room(clock: FakeClock) -> None:
+async def test_expired_entries_make_room(clock: FrozenClock) -> None:
     store = MemoryStore(max_entries=PURGE_BATCH * 4, clock=clock)
     for i in range(PURGE_BATCH * 4):
         await store.add(CHALLENGE, f"old{i}", b"v", 1)
@@ -60,7 +60,7 @@ async def test_expired_entries_make_room(clock: FakeClock) -> None:
 
 
 async def test_a_full_store_purges_past_stale_deadlines_before_refusing(
-    clock: FakeClock,
+    clock: FrozenClock,
 ) -> None:
     store = MemoryStore(max_entries=4, clock=clock)
     for i in range(PURGE_BATCH + 8):
@@ -73,7 +73,7 @@ async def test_a_full_store_purges_past_stale_deadlines_before_refusing(
     assert store.size == 1
 
 
-async def test_an_expired_key_may_be_rewritten_when_full(clock: FakeClock) -> None:
+async def test_an_expired_key_may_be_rewritten_when_full(clock: FrozenClock) -> None:
     store = MemoryStore(max_entries=1, clock=clock)
     await store.add(CHALLENGE, "a", b"old", 1)
     clock.advance(1)
@@ -81,7 +81,7 @@ async def test_an_expired_key_may_be_rewritten_when_full(clock: FakeClock) -> No
     assert await store.get(CHALLENGE, "a") == b"new"
 
 
-async def test_each_write_purges_a_bounded_batch_of_expired_entries(clock: FakeClock) -> None:
+async def test_each_write_purges_a_bounded_batch_of_expired_entries(clock: FrozenClock) -> None:
     store = MemoryStore(clock=clock)
     expired = PURGE_BATCH * 10
     for i in range(expired):
@@ -98,7 +98,7 @@ async def test_each_write_purges_a_bounded_batch_of_expired_entries(clock: FakeC
     assert await store.count(CHALLENGE) == 1
 
 
-async def test_purge_skips_entries_rewritten_with_a_later_deadline(clock: FakeClock) -> None:
+async def test_purge_skips_entries_rewritten_with_a_later_deadline(clock: FrozenClock) -> None:
     store = MemoryStore(clock=clock)
     await store.add(CHALLENGE, "a", b"old", 1)
     clock.advance(1)
@@ -107,7 +107,7 @@ async def test_purge_skips_entries_rewritten_with_a_later_deadline(clock: FakeCl
     assert await store.get(CHALLENGE, "a") == b"new"
 
 
-async def test_churn_does_not_grow_the_deadline_heap(clock: FakeClock) -> None:
+async def test_churn_does_not_grow_the_deadline_heap(clock: FrozenClock) -> None:
     store = MemoryStore(clock=clock)
     for i in range(20_000):
         await store.add(CHALLENGE, f"n{i}", b"v", 3600)
@@ -116,7 +116,7 @@ async def test_churn_does_not_grow_the_deadline_heap(clock: FakeClock) -> None:
     assert len(store._deadlines) <= 1024 + 1
 
 
-async def test_counters_read_back_as_decimal_bytes(clock: FakeClock) -> None:
+async def test_counters_read_back_as_decimal_bytes(clock: FrozenClock) -> None:
     store = MemoryStore(clock=clock)
     for _ in range(12):
         await store.hit(COUNTER, "ip", 60)

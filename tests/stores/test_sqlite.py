@@ -15,7 +15,7 @@ from keyproof.errors import Unavailable
 from keyproof.stores.base import Kind
 from keyproof.stores.sqlite import PURGE_BATCH, PURGE_EVERY, SqliteStore
 
-from .harness import WORKER, FakeClock, worker_env
+from .harness import START, WORKER, FrozenClock, worker_env
 
 CHALLENGE = Kind.CHALLENGE
 
@@ -28,12 +28,12 @@ def rows(path: Path) -> int:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> FrozenClock:
+    return FrozenClock(START)
 
 
 @pytest.fixture
-async def store(tmp_path: Path, clock: FakeClock) -> AsyncIterator[SqliteStore]:
+async def store(tmp_path: Path, clock: FrozenClock) -> AsyncIterator[SqliteStore]:
     opened = SqliteStore(tmp_path / "store.db", clock=clock)
     yield opened
     await opened.close()
@@ -75,7 +75,7 @@ def test_rejects_an_unknown_synchronous_level(tmp_path: Path) -> None:
         SqliteStore(tmp_path / "store.db", synchronous="off")
 
 
-async def test_entries_survive_reopening(tmp_path: Path, clock: FakeClock) -> None:
+async def test_entries_survive_reopening(tmp_path: Path, clock: FrozenClock) -> None:
     first = SqliteStore(tmp_path / "store.db", clock=clock)
     await first.add(CHALLENGE, "kept", b"v", 60)
     await first.add(CHALLENGE, "taken", b"v", 60)
@@ -87,7 +87,7 @@ async def test_entries_survive_reopening(tmp_path: Path, clock: FakeClock) -> No
     await second.close()
 
 
-async def test_two_stores_on_one_file_share_state(tmp_path: Path, clock: FakeClock) -> None:
+async def test_two_stores_on_one_file_share_state(tmp_path: Path, clock: FrozenClock) -> None:
     one = SqliteStore(tmp_path / "store.db", clock=clock)
     two = SqliteStore(tmp_path / "store.db", clock=clock)
     assert await one.add(CHALLENGE, "n1", b"v", 60)
@@ -99,7 +99,7 @@ async def test_two_stores_on_one_file_share_state(tmp_path: Path, clock: FakeClo
 
 
 async def test_expired_rows_are_purged_in_bounded_batches(
-    store: SqliteStore, clock: FakeClock, tmp_path: Path
+    store: SqliteStore, clock: FrozenClock, tmp_path: Path
 ) -> None:
     expired = PURGE_BATCH + PURGE_BATCH // 2
     writes = 0
@@ -116,7 +116,7 @@ async def test_expired_rows_are_purged_in_bounded_batches(
     assert rows(tmp_path / "store.db") == 0
 
 
-async def test_purge_keeps_live_rows(store: SqliteStore, clock: FakeClock) -> None:
+async def test_purge_keeps_live_rows(store: SqliteStore, clock: FrozenClock) -> None:
     await store.add(CHALLENGE, "live", b"v", 3600)
     for i in range(PURGE_EVERY):
         await store.add(CHALLENGE, f"old{i}", b"v", 1)
@@ -142,7 +142,7 @@ def test_a_directory_in_place_of_the_file_is_unavailable(tmp_path: Path) -> None
 
 
 async def test_a_write_locked_beyond_the_busy_timeout_is_unavailable(
-    tmp_path: Path, clock: FakeClock
+    tmp_path: Path, clock: FrozenClock
 ) -> None:
     path = tmp_path / "store.db"
     store = SqliteStore(path, busy_timeout=0.05, clock=clock)
