@@ -121,3 +121,14 @@ def test_repr_hides_store_credentials():
 def test_data_dir_is_private(tmp_path: Path):
     KeySet.load_or_create(tmp_path / "fresh" / KEY_FILE_NAME)
     assert (tmp_path / "fresh").stat().st_mode & 0o777 == 0o700
+
+
+def test_policy_account_on_a_chain_not_allowed_fails_at_startup(tmp_path: Path):
+    config = tmp_path / "keyproof.toml"
+    config.write_text(
+        '[keyproof]\nchains = ["eip155:1"]\n'
+        '[policy]\nscopes = ["a:b"]\n[policy.accounts]\n'
+        '"eip155:137:0xd8dA6BF26964aF9D7eEd9e03E53415D37aA96045" = ["a:b"]\n'
+    )
+    with pytest.raises(ConfigurationError, match="not allowed"):
+        Settings.load({"config": str(config)}, {})

@@ -144,6 +144,9 @@ class Settings:
             _check_message_field(check_statement, self.statement, "statement")
         _require(bool(self.chains), "at least one chain must be allowed")
         object.__setattr__(self, "chains", tuple(_canonical_chain(c) for c in self.chains))
+        for account in self.policy.accounts:
+            chain = "did:key" if account.startswith("did:") else account.rsplit(":", 1)[0]
+            _require(chain in self.chains, f"policy grants {account[:60]} on a chain not allowed")
         for client_id, digest in self.introspection_clients.items():
             _require(
                 CLIENT_ID_PATTERN.fullmatch(client_id) is not None,
