@@ -79,7 +79,12 @@ class GuardEnv:
     def keys(self) -> KeySet:
         return KeySet.load(self.key_path, self.clock)
 
-    def mint(self, scope: str = "escrow:read escrow:release", **overrides: Any) -> str:
+    def mint(
+        self,
+        scope: str = "escrow:read escrow:release",
+        keys: KeySet | None = None,
+        **overrides: Any,
+    ) -> str:
         claims: dict[str, Any] = {
             "issuer": ISSUER,
             "subject": SUBJECT,
@@ -90,7 +95,11 @@ class GuardEnv:
             "now": int(self.clock()),
         }
         claims.update(overrides)
-        return mint_access_token(self.keys(), **claims).token
+        return mint_access_token(keys or self.keys(), **claims).token
+
+    def mint_foreign(self, scope: str = "escrow:read") -> str:
+        """A well-formed token signed by a key this issuer never published."""
+        return self.mint(scope, keys=KeySet([SigningKey.generate(int(self.clock()))], self.clock))
 
     def rotate(self, publish_for: int) -> KeySet:
         rotated = self.keys().rotated(publish_for=publish_for)
@@ -291,21 +300,6 @@ async def test_empty_bearer_token_is_refused(rs: httpx.AsyncClient):
     assert response.status_code == 400
 
 
-def foreign_token(env: GuardEnv) -> str:
-    """A well-formed token signed by a key the issuer never published."""
-    stranger = KeySet([SigningKey.generate(int(env.clock()))], env.clock)
-    return mint_access_token(
-        stranger,
-        issuer=ISSUER,
-        subject=SUBJECT,
-        audience=AUDIENCE,
-        scope="escrow:release",
-        client_id=SUBJECT,
-        lifetime=600,
-        now=int(env.clock()),
-    ).token
-
-
 REFUSALS = {
     "tampered": ("signature or claims invalid", "token_invalid", "invalid token"),
     "other_audience": ("token is for another audience", "token_invalid", "invalid token"),
@@ -321,7 +315,7 @@ def refused_token(env: GuardEnv, case: str) -> str:
     if case == "other_audience":
         return env.mint(audience=OTHER_AUDIENCE)
     if case == "unknown_kid":
-        return foreign_token(env)
+        return env.mint_foreign("escrow:release")
     return env.mint(now=int(env.clock()) - 700)
 
 
@@ -378,17 +372,7 @@ async def test_unknown_kid_refreshes_at_most_once_per_cooldown(
 ):
     assert (await rs.get("/whoami", headers=bearer(env.mint()))).status_code == 200
     env.clock.advance(31)
-    stranger = KeySet([SigningKey.generate(int(env.clock()))], env.clock)
-    forged = mint_access_token(
-        stranger,
-        issuer=ISSUER,
-        subject=SUBJECT,
-        audience=AUDIENCE,
-        scope="escrow:release",
-        client_id=SUBJECT,
-        lifetime=600,
-        now=int(env.clock()),
-    ).token
+    forged = env.mint_foreign("escrow:release")
     for _ in range(10):
         assert (await rs.get("/whoami", headers=bearer(forged))).status_code == 401
     assert env.jwks_fetches() == 2

@@ -12,10 +12,8 @@ import pytest
 
 from keyproof.config import Settings
 from keyproof.errors import ClientAuthenticationFailed, ConfigurationError
-from keyproof.keys import KeySet, SigningKey
 from keyproof.revocation import authenticate_client
 from keyproof.stores.base import Kind
-from keyproof.tokens import mint_access_token
 from test_guard import (
     AUDIENCE,
     CLIENT_ID,
@@ -97,17 +95,7 @@ async def test_revoke_answers_200_for_anything(env: GuardEnv, token: str):
 
 
 async def test_revoke_ignores_foreign_and_expired_tokens(env: GuardEnv):
-    stranger = KeySet([SigningKey.generate(int(env.clock()))], env.clock)
-    foreign = mint_access_token(
-        stranger,
-        issuer=ISSUER,
-        subject=SUBJECT,
-        audience=AUDIENCE,
-        scope="escrow:read",
-        client_id=SUBJECT,
-        lifetime=600,
-        now=int(env.clock()),
-    ).token
+    foreign = env.mint_foreign("escrow:read")
     expired = env.mint(now=int(env.clock()) - 700)
     for token in (foreign, expired):
         assert (await revoke(env, token)).status_code == 200
@@ -184,17 +172,7 @@ async def test_introspection_covers_every_configured_audience(env: GuardEnv):
 
 async def test_introspection_of_expired_foreign_and_malformed_tokens(env: GuardEnv):
     expired = env.mint(lifetime=60)
-    stranger = KeySet([SigningKey.generate(int(env.clock()))], env.clock)
-    foreign = mint_access_token(
-        stranger,
-        issuer=ISSUER,
-        subject=SUBJECT,
-        audience=AUDIENCE,
-        scope="escrow:read",
-        client_id=SUBJECT,
-        lifetime=600,
-        now=int(env.clock()),
-    ).token
+    foreign = env.mint_foreign("escrow:read")
     other_issuer = env.mint(issuer="http://127.0.0.1:9999")
     env.clock.advance(60)
     for token in (expired, foreign, other_issuer, "garbage"):
