@@ -256,13 +256,18 @@ def test_bad_client_configuration_fails_at_startup(tmp_path: Path, value: object
 # --- the guard consults introspection for high-value scopes -----------------------------
 
 
-async def test_guard_refuses_a_revoked_high_value_token(env: GuardEnv):
-    rs = await env.guarded(
+async def introspecting_guard(env: GuardEnv, secret: str) -> httpx.AsyncClient:
+    """A guarded app that asks introspection about every ``escrow:release`` token."""
+    return await env.guarded(
         introspect_scopes={"escrow:release"},
         introspection_url=f"{ISSUER}/v1/introspect",
         introspection_client_id=CLIENT_ID,
-        introspection_client_secret=CLIENT_SECRET,
+        introspection_client_secret=secret,
     )
+
+
+async def test_guard_refuses_a_revoked_high_value_token(env: GuardEnv):
+    rs = await introspecting_guard(env, CLIENT_SECRET)
     token = env.mint("escrow:read escrow:release")
     assert (await rs.post("/release", headers=bearer(token))).status_code == 200
     await revoke(env, token)
@@ -273,12 +278,7 @@ async def test_guard_refuses_a_revoked_high_value_token(env: GuardEnv):
 
 
 async def test_guard_introspects_only_high_value_scopes(env: GuardEnv):
-    rs = await env.guarded(
-        introspect_scopes={"escrow:release"},
-        introspection_url=f"{ISSUER}/v1/introspect",
-        introspection_client_id=CLIENT_ID,
-        introspection_client_secret=CLIENT_SECRET,
-    )
+    rs = await introspecting_guard(env, CLIENT_SECRET)
     low = env.mint("escrow:read")
     await revoke(env, low)
     # Without introspection a revoked low-value token still validates until it expires.
@@ -287,12 +287,7 @@ async def test_guard_introspects_only_high_value_scopes(env: GuardEnv):
 
 
 async def test_guard_fails_closed_when_introspection_refuses_it(env: GuardEnv):
-    rs = await env.guarded(
-        introspect_scopes={"escrow:release"},
-        introspection_url=f"{ISSUER}/v1/introspect",
-        introspection_client_id=CLIENT_ID,
-        introspection_client_secret="not the secret",
-    )
+    rs = await introspecting_guard(env, "not the secret")
     response = await rs.post("/release", headers=bearer(env.mint()))
     assert response.status_code == 503
     assert response.json()["reason"] == "upstream_unavailable"
