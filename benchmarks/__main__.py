@@ -22,15 +22,16 @@ from typing import Any
 from eth_account import Account
 from eth_account.messages import encode_defunct, encode_typed_data
 
-from keyproof import eip712
 from keyproof.actions import ACTION_TYPES, Action
-from keyproof.config import Settings
+from keyproof.crypto import eip712
 from keyproof.crypto.secp256k1 import decode_signature_hex, keccak256, recover_eip191
-from keyproof.keys import KeySet, SigningKey
 from keyproof.messages import siwe
-from keyproof.service import Service
+from keyproof.server.components import build_service
+from keyproof.server.config import Settings
+from keyproof.server.keys import KeySet, SigningKey
+from keyproof.server.minting import mint_access_token
 from keyproof.stores.memory import MemoryStore
-from keyproof.tokens import mint_access_token, verify_access_token
+from keyproof.tokens import verify_access_token
 
 
 def _median_seconds(function: Callable[[], object], calls: int, rounds: int) -> float:
@@ -187,7 +188,9 @@ def _redeem_case(logins: int) -> dict[str, Any]:
         challenge_limit_per_account=logins + 1,
         max_challenges_per_account=logins + 1,
     )
-    service = Service(settings, MemoryStore(), KeySet([SigningKey.generate(int(time.time()))]))
+    service = build_service(
+        settings, MemoryStore(), KeySet([SigningKey.generate(int(time.time()))])
+    )
     wallet = Account.create()
     account = f"eip155:1:{wallet.address}"
 

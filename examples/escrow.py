@@ -38,8 +38,13 @@ from starlette.routing import Route
 
 from keyproof.actions import ActionVerifier
 from keyproof.errors import KeyproofError, NotFound
-from keyproof.guard import KeyproofBackend, on_error, require_scope
-from keyproof.httpio import error_response, read_json_object
+from keyproof.guard import (
+    KeyproofBackend,
+    error_response,
+    on_error,
+    read_json_object,
+    require_scope,
+)
 from keyproof.stores import open_store
 
 SERVICE = "Acme Escrow"

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from keyproof.config import Settings
-from keyproof.keys import KeySet, SigningKey
-from keyproof.policy import Policy
-from keyproof.service import Service
+from keyproof.server.components import build_service
+from keyproof.server.config import Settings
+from keyproof.server.keys import KeySet, SigningKey
+from keyproof.server.policy import Policy
+from keyproof.server.service import Service
 from keyproof.stores.memory import MemoryStore
 from keyproof.testing import FrozenClock
 
@@ -49,7 +50,7 @@ def keyset(clock: FrozenClock) -> KeySet:
 @pytest.fixture
 async def service(settings: Settings, keyset: KeySet, clock: FrozenClock) -> AsyncIterator[Service]:
     store = MemoryStore(clock=clock)
-    yield Service(settings, store, keyset, clock)
+    yield build_service(settings, store, keyset, clock)
     await store.close()
 
 

@@ -14,12 +14,12 @@ import pytest
 from starlette.testclient import TestClient
 
 from keyproof.actions import Action
-from keyproof.app import create_app
-from keyproof.audit import AuditLog
-from keyproof.config import Settings
 from keyproof.errors import SignatureInvalid
-from keyproof.keys import KeySet
-from keyproof.service import Service
+from keyproof.server.app import create_app
+from keyproof.server.audit import AuditLog
+from keyproof.server.components import build_components
+from keyproof.server.config import Settings
+from keyproof.server.keys import KeySet
 from keyproof.stores.memory import MemoryStore
 
 from conftest import START, FrozenClock, secrets_in
@@ -78,14 +78,17 @@ async def test_configured_path_and_every_decision_recorded(
 ):
     target = tmp_path / "logs" / "keyproof-audit.jsonl"
     configured = dataclasses.replace(settings, audit_log=target)
-    service = Service(configured, MemoryStore(clock=clock), keyset, clock)
+    components = build_components(
+        configured, store=MemoryStore(clock=clock), keys=keyset, clock=clock
+    )
+    service = components.service
     wallet = EthWallet.create()
     issued = await service.challenge(wallet.caip10())
     for _ in range(3):
         with pytest.raises(SignatureInvalid):
             await service.redeem(issued.message, EthWallet.create().sign(issued.message))
     await service.redeem(issued.message, wallet.sign(issued.message))
-    service.audit.close()
+    components.audit.close()
     outcomes = [(e["outcome"], e["code"]) for e in entries(target)]
     assert outcomes == [("refused", "signature_invalid")] * 3 + [("success", None)]
     assert all(e["client_ip"] is None and e["request_id"] is None for e in entries(target))

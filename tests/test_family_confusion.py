@@ -18,13 +18,13 @@ from eth_account.messages import encode_defunct
 from starlette.testclient import TestClient
 
 from keyproof.accounts import families, family_for_message
-from keyproof.app import create_app
-from keyproof.config import DEFAULT_CHAINS, Settings
 from keyproof.crypto import secp256k1
 from keyproof.crypto.encoding import encode_base64url
 from keyproof.errors import KeyproofError
-from keyproof.keys import KeySet
 from keyproof.messages import siws
+from keyproof.server.app import create_app
+from keyproof.server.config import DEFAULT_CHAINS, Settings
+from keyproof.server.keys import KeySet
 from keyproof.stores.memory import MemoryStore
 
 from conftest import TEST_POLICY, FrozenClock

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from keyproof.config import Settings
 from keyproof.errors import RateLimited
-from keyproof.keys import KeySet
-from keyproof.service import Service
+from keyproof.server.components import build_service
+from keyproof.server.config import Settings
+from keyproof.server.keys import KeySet
+from keyproof.server.service import Service
 from keyproof.stores.base import Kind, Store
 from keyproof.stores.memory import PURGE_BATCH, MemoryStore
 from keyproof.stores.redis import RedisStore
@@ -42,7 +43,7 @@ async def test_flood_of_challenges_is_capped_and_purged(
         max_challenges=FLOOD,
     )
     store = MemoryStore(clock=clock)
-    service = Service(flood_settings, store, keyset, clock)
+    service = build_service(flood_settings, store, keyset, clock)
     accounts = [f"eip155:1:0x{secrets.token_hex(20)}" for _ in range(ACCOUNTS)]
     ips = [f"198.51.{i // 256}.{i % 256}" for i in range(IPS)]
 
@@ -86,7 +87,7 @@ def _small_flood_service(settings: Settings, store: Store, keyset: KeySet, clock
         max_challenges_per_account=SMALL_FLOOD,
         max_challenges=SMALL_FLOOD,
     )
-    return Service(flood_settings, store, keyset, clock)
+    return build_service(flood_settings, store, keyset, clock)
 
 
 async def _small_flood(service: Service, batch: int = 1) -> None:

@@ -29,13 +29,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from keyproof.app import create_app
-from keyproof.config import Settings
 from keyproof.errors import ConfigurationError
 from keyproof.guard import KeyproofBackend, on_error, parse_jwks, require_scope
-from keyproof.keys import KEY_FILE_NAME, MAX_VERIFY_LEEWAY, KeySet, SigningKey
+from keyproof.server.app import create_app
+from keyproof.server.config import Settings
+from keyproof.server.keys import KEY_FILE_NAME, KeySet, SigningKey
+from keyproof.server.minting import mint_access_token
 from keyproof.stores.memory import MemoryStore
-from keyproof.tokens import mint_access_token
+from keyproof.tokens import MAX_VERIFY_LEEWAY
 
 from conftest import TEST_POLICY, FrozenClock
 

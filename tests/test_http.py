@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import pytest
 from starlette.testclient import TestClient
 
-from keyproof.app import create_app
-from keyproof.config import Settings
-from keyproof.keys import KeySet
+from keyproof.server.app import create_app
+from keyproof.server.config import Settings
+from keyproof.server.keys import KeySet
 from keyproof.stores.memory import MemoryStore
 
 from conftest import FrozenClock
@@ -216,7 +217,7 @@ def test_lone_surrogate_in_token_request_is_400_not_500(client: TestClient):
 
 
 def test_readyz_fails_while_the_key_file_cannot_be_reloaded(settings: Settings, clock: FrozenClock):
-    from keyproof.keys import KEY_FILE_NAME
+    from keyproof.server.keys import KEY_FILE_NAME
 
     app = create_app(settings, store=MemoryStore(clock=clock), clock=clock)
     with TestClient(app, base_url="http://127.0.0.1:8000") as test_client:
@@ -236,8 +237,7 @@ def test_readyz_fails_while_the_key_file_cannot_be_reloaded(settings: Settings, 
 
 
 def test_verifier_leeway_is_capped(keyset: KeySet):
-    from keyproof.keys import MAX_VERIFY_LEEWAY
-    from keyproof.tokens import verify_access_token
+    from keyproof.tokens import MAX_VERIFY_LEEWAY, verify_access_token
 
     with pytest.raises(ValueError, match="leeway"):
         verify_access_token(
@@ -248,3 +248,19 @@ def test_verifier_leeway_is_capped(keyset: KeySet):
             now=0,
             leeway=MAX_VERIFY_LEEWAY + 1,
         )
+
+
+@pytest.mark.parametrize("url", ["memory://", "sqlite:///{data}/store.db"])
+def test_store_opened_from_its_url_runs_on_the_app_clock(
+    settings: Settings, keyset: KeySet, clock: FrozenClock, url: str
+):
+    configured = dataclasses.replace(settings, store=url.format(data=settings.data_dir))
+    app = create_app(configured, keys=keyset, clock=clock)
+    wallet = EthWallet.create()
+    with TestClient(app, base_url="http://127.0.0.1:8000") as test_client:
+        issued = challenge(test_client, wallet)
+        clock.advance(configured.challenge_ttl)
+        # On the wall clock the challenge would still be stored (message_expired);
+        # on the app's clock the store has let it go.
+        status, body = redeem(test_client, issued["message"], wallet.sign(issued["message"]))
+    assert (status, body["reason"]) == (401, "nonce_unknown")

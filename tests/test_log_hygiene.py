@@ -22,10 +22,10 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from keyproof.app import create_app
-from keyproof.config import DEFAULT_CHAINS, Settings
-from keyproof.keys import KEY_FILE_NAME, KeySet
-from keyproof.logs import JsonFormatter
+from keyproof.server._logs import JsonFormatter
+from keyproof.server.app import create_app
+from keyproof.server.config import DEFAULT_CHAINS, Settings
+from keyproof.server.keys import KEY_FILE_NAME, KeySet
 from keyproof.stores.memory import MemoryStore
 from keyproof.testing import KeyproofServer
 

@@ -9,9 +9,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
-from keyproof.app import create_app
-from keyproof.config import Settings
-from keyproof.keys import KeySet
+from keyproof.server.app import create_app
+from keyproof.server.config import Settings
+from keyproof.server.keys import KeySet
 from keyproof.stores.memory import MemoryStore
 
 from conftest import FrozenClock

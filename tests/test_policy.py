@@ -13,13 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from keyproof.config import Settings
 from keyproof.errors import ConfigurationError, InvalidScope
-from keyproof.keys import KeySet, SigningKey
-from keyproof.policy import MAX_TOKEN_LIFETIME, Policy
-from keyproof.service import Service
+from keyproof.server.components import build_service
+from keyproof.server.config import Settings
+from keyproof.server.keys import KeySet, SigningKey
+from keyproof.server.minting import AccessToken
+from keyproof.server.policy import Policy
+from keyproof.server.service import Service
 from keyproof.stores.memory import MemoryStore
-from keyproof.tokens import AccessToken
+from keyproof.tokens import MAX_TOKEN_LIFETIME
 
 from conftest import START, FrozenClock
 from wallets import (
@@ -86,7 +88,7 @@ async def build(tmp_path: Path, clock: FrozenClock) -> AsyncIterator[Build]:
         settings = Settings(
             data_dir=tmp_path, store="memory://", chains=CHAINS, policy=policy, token_ttl=token_ttl
         )
-        return Service(settings, store, keys, clock)
+        return build_service(settings, store, keys, clock)
 
     yield make
     await store.close()
@@ -361,7 +363,9 @@ async def test_policy_from_toml_drives_sign_in(tmp_path: Path, clock: FrozenCloc
     wallet, agent = EthWallet.create(), AgentEd25519Wallet.create()
     settings = load(tmp_path, GOOD_TABLE.format(account=wallet.caip10()))
     store = MemoryStore(clock=clock)
-    service = Service(settings, store, KeySet([SigningKey.generate(int(clock()))], clock), clock)
+    service = build_service(
+        settings, store, KeySet([SigningKey.generate(int(clock()))], clock), clock
+    )
     try:
         token = await sign_in(service, wallet, "escrow:read escrow:release")
         assert (token.scope, token.expires_in) == ("escrow:read escrow:release", 300)

@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from keyproof.app import create_app
-from keyproof.clientip import ClientIpResolver
-from keyproof.config import Settings
 from keyproof.errors import ConfigurationError, NonceRejected, RateLimited, SignatureInvalid
-from keyproof.keys import KeySet
-from keyproof.service import Service
+from keyproof.server._clientip import ClientIpResolver
+from keyproof.server.app import create_app
+from keyproof.server.components import build_service
+from keyproof.server.config import Settings
+from keyproof.server.keys import KeySet
+from keyproof.server.service import Service
 from keyproof.stores.memory import MemoryStore
 
 from conftest import FrozenClock
@@ -36,7 +37,7 @@ LOW = {
 
 def _service(settings: Settings, keyset: KeySet, clock: FrozenClock, **limits: int) -> Service:
     tuned = dataclasses.replace(settings, **{**LOW, **limits})
-    return Service(tuned, MemoryStore(clock=clock), keyset, clock)
+    return build_service(tuned, MemoryStore(clock=clock), keyset, clock)
 
 
 def _bad_signature(wallet: EthWallet, message: str) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from keyproof.config import Settings
+from keyproof.server.config import Settings
 from keyproof.testing import KeyproofServer
 
 README = Path(__file__).resolve().parents[1] / "README.md"

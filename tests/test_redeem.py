@@ -17,10 +17,12 @@ from keyproof.errors import (
     OutsideValidity,
     SignatureInvalid,
 )
-from keyproof.service import Service
+from keyproof.server.config import Settings
+from keyproof.server.keys import KeySet
+from keyproof.server.service import Service
 from keyproof.tokens import verify_access_token
 
-from conftest import FrozenClock
+from conftest import START, FrozenClock
 from wallets import EthWallet
 
 
@@ -29,25 +31,27 @@ def wallet() -> EthWallet:
     return EthWallet.create()
 
 
-def verify(service: Service, token: str) -> dict[str, object]:
+def verify(settings: Settings, keyset: KeySet, token: str) -> dict[str, object]:
     return verify_access_token(
         token,
-        keys=service.keys.public_keys(),
-        issuer=service.settings.issuer,
-        audience=service.settings.audiences[0],
-        now=int(service.clock()),
+        keys=keyset.public_keys(),
+        issuer=settings.issuer,
+        audience=settings.audiences[0],
+        now=START,
     )
 
 
-async def test_login_issues_token_for_canonical_account(service: Service, wallet: EthWallet):
+async def test_login_issues_token_for_canonical_account(
+    service: Service, wallet: EthWallet, settings: Settings, keyset: KeySet
+):
     challenge = await service.challenge(wallet.caip10().lower(), "escrow:read")
     assert challenge.account == wallet.caip10()
     assert wallet.address in challenge.message
     token = await service.redeem(challenge.message, wallet.sign(challenge.message))
-    claims = verify(service, token.token)
+    claims = verify(settings, keyset, token.token)
     assert claims["sub"] == wallet.caip10()
     assert claims["scope"] == "escrow:read"
-    assert claims["exp"] - claims["iat"] == service.settings.token_ttl
+    assert claims["exp"] - claims["iat"] == settings.token_ttl
     assert jwt.get_unverified_header(token.token)["typ"] == "at+jwt"
 
 
@@ -61,13 +65,15 @@ async def test_replay_is_refused_as_used(service: Service, wallet: EthWallet):
     assert refused.value.status == 401
 
 
-async def test_bad_signature_leaves_nonce_redeemable(service: Service, wallet: EthWallet):
+async def test_bad_signature_leaves_nonce_redeemable(
+    service: Service, wallet: EthWallet, settings: Settings, keyset: KeySet
+):
     challenge = await service.challenge(wallet.caip10())
     intruder = EthWallet.create()
     with pytest.raises(SignatureInvalid):
         await service.redeem(challenge.message, intruder.sign(challenge.message))
     token = await service.redeem(challenge.message, wallet.sign(challenge.message))
-    assert verify(service, token.token)["sub"] == wallet.caip10()
+    assert verify(settings, keyset, token.token)["sub"] == wallet.caip10()
 
 
 async def test_unknown_nonce(service: Service, wallet: EthWallet):
@@ -124,7 +130,7 @@ async def test_expired_message(service: Service, wallet: EthWallet, clock: Froze
 
 async def test_expired_challenge_is_gone(service: Service, wallet: EthWallet, clock: FrozenClock):
     challenge = await service.challenge(wallet.caip10())
-    clock.advance(service.settings.challenge_ttl)
+    clock.advance(Settings.challenge_ttl)
     with pytest.raises(NonceRejected) as refused:
         await service.redeem(challenge.message, wallet.sign(challenge.message))
     assert refused.value.code == "nonce_unknown"

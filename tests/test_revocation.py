@@ -10,10 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from keyproof.config import Settings
 from keyproof.errors import ClientAuthenticationFailed, ConfigurationError
-from keyproof.revocation import authenticate_client
+from keyproof.server.config import Settings
+from keyproof.server.revocation import IntrospectionClients
 from keyproof.stores.base import Kind
+
+from conftest import FrozenClock
 from test_guard import (
     AUDIENCE,
     CLIENT_ID,
@@ -25,8 +27,6 @@ from test_guard import (
     bearer,
     guard_env,
 )
-
-from conftest import FrozenClock
 from wallets import EthWallet
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
@@ -205,18 +205,24 @@ async def test_introspection_requires_client_credentials(env: GuardEnv, headers:
 async def test_introspection_credentials_are_form_urlencoded(tmp_path: Path):
     secret = "p@ss:word+ü"
     digest = hashlib.sha256(secret.encode()).hexdigest()
-    settings = Settings(data_dir=tmp_path, introspection_clients={"rs.1": digest})
+    clients = IntrospectionClients({"rs.1": digest})
     encoded = base64.b64encode(b"rs.1:p%40ss%3Aword%2B%C3%BC").decode()
-    assert authenticate_client(settings, f"Basic {encoded}") == "rs.1"
+    assert clients.authenticate(f"Basic {encoded}") == "rs.1"
     with pytest.raises(ClientAuthenticationFailed):
-        authenticate_client(settings, "Basic " + base64.b64encode(b"rs.1:p@ss").decode())
+        clients.authenticate("Basic " + base64.b64encode(b"rs.1:p@ss").decode())
+
+
+def basic_header(client_id: str, secret: str) -> str:
+    return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
 
 
 def test_no_configured_clients_means_no_introspection(tmp_path: Path):
     settings = Settings(data_dir=tmp_path)
+    clients = IntrospectionClients(settings.introspection_clients)
     empty = hashlib.sha256(b"").hexdigest()
-    assert not settings.introspection_client_valid("", "")
-    assert not settings.introspection_client_valid("x", "")
+    for client_id in ("", "x"):
+        with pytest.raises(ClientAuthenticationFailed):
+            clients.authenticate(basic_header(client_id, ""))
     assert empty not in repr(settings)
 
 
@@ -235,7 +241,8 @@ def test_clients_from_toml_and_environment(tmp_path: Path):
     config = tmp_path / "keyproof.toml"
     config.write_text(f'[keyproof.introspection_clients]\nescrow-rs = "{digest}"\n')
     from_file = Settings.load({"config": str(config), "data_dir": str(tmp_path)})
-    assert from_file.introspection_client_valid("escrow-rs", "s")
+    clients = IntrospectionClients(from_file.introspection_clients)
+    assert clients.authenticate(basic_header("escrow-rs", "s")) == "escrow-rs"
     env = {"KEYPROOF_INTROSPECTION_CLIENTS": f"a:{digest}, b:{digest}"}
     from_env = Settings.load({"data_dir": str(tmp_path)}, env)
     assert dict(from_env.introspection_clients) == {"a": digest, "b": digest}

@@ -19,8 +19,8 @@ from eth_account import Account
 from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
+from keyproof._httpio import MAX_JSON_DEPTH, _parse_object
 from keyproof.accounts import families, family_for_message, parse_account
-from keyproof.config import DEFAULT_CHAINS, Settings
 from keyproof.errors import (
     InvalidAccount,
     InvalidRequest,
@@ -29,9 +29,9 @@ from keyproof.errors import (
     MalformedMessage,
     NonceRejected,
 )
-from keyproof.httpio import MAX_JSON_DEPTH, _parse_object
-from keyproof.policy import parse_scope_string
-from keyproof.service import Service
+from keyproof.server.config import DEFAULT_CHAINS, Settings
+from keyproof.server.policy import parse_scope_string
+from keyproof.server.service import Service
 
 from conftest import FrozenClock
 from wallets import (
@@ -167,7 +167,7 @@ def test_family_for_message_on_arbitrary_text(text: str) -> None:
     assert text.split("\n", 1)[0].endswith(family.header_suffix)
 
 
-# --- keyproof.httpio: JSON bodies ------------------------------------------------------
+# --- keyproof._httpio: JSON bodies ------------------------------------------------------
 
 
 def _strings(value: Any) -> list[str]:
@@ -246,7 +246,7 @@ def test_parse_object_reads_every_plain_object(value: dict[str, Any], ascii_only
         assert _parse_object(body) == meant
 
 
-# --- keyproof.policy: scope strings ----------------------------------------------------
+# --- keyproof.server.policy: scope strings ----------------------------------------------------
 
 VALID_SCOPES = ["escrow:read", "escrow:read profile:read", "a:b a.b-c_d:e9 escrow:release", ""]
 
@@ -302,7 +302,7 @@ LOGINS = _logins()
 
 async def _signed(service: Service, clock: FrozenClock, login: str) -> tuple[str, str]:
     """A fresh challenge, signed; the clock first moves past every rate-limit window."""
-    clock.advance(service.settings.rate_window + 1)
+    clock.advance(Settings.rate_window + 1)
     account, sign = LOGINS[login]
     challenge = await service.challenge(account, "escrow:read")
     return challenge.message, sign(challenge.message)
@@ -335,7 +335,7 @@ redeem_texts = texts | st.builds("{}\n{}".format, st.sampled_from(HEADERS), stri
 async def test_redeem_on_arbitrary_text_and_signature(
     service: Service, clock: FrozenClock, message: str, signature: str
 ) -> None:
-    clock.advance(service.settings.rate_window + 1)  # so no example stops at the limiter
+    clock.advance(Settings.rate_window + 1)  # so no example stops at the limiter
     assert not await _redeem_or_refusal(service, message, signature)
 
 

@@ -26,25 +26,22 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from keyproof.app import create_app
-from keyproof.cli import DEFAULT_PUBLISH_FOR, keys_command, main
-from keyproof.config import Settings
 from keyproof.errors import ConfigurationError, TokenInvalid
 from keyproof.guard import KeyproofBackend, on_error, require_scope
-from keyproof.keys import (
-    JWKS_MAX_AGE,
-    KEY_FILE_NAME,
-    MAX_VERIFY_LEEWAY,
-    RETIRE_AFTER,
-    KeyFile,
-    KeySet,
-    SigningKey,
-)
-from keyproof.policy import MAX_TOKEN_LIFETIME
-from keyproof.revocation import VERIFY_LEEWAY
+from keyproof.server.app import create_app
+from keyproof.server.cli import DEFAULT_PUBLISH_FOR, keys_command, main
+from keyproof.server.config import Settings
+from keyproof.server.keys import KEY_FILE_NAME, RETIRE_AFTER, KeyFile, KeySet, SigningKey
+from keyproof.server.minting import mint_access_token
 from keyproof.stores.memory import MemoryStore
 from keyproof.testing import free_port
-from keyproof.tokens import mint_access_token, verify_access_token
+from keyproof.tokens import (
+    DEFAULT_LEEWAY,
+    JWKS_MAX_AGE,
+    MAX_TOKEN_LIFETIME,
+    MAX_VERIFY_LEEWAY,
+    verify_access_token,
+)
 
 from conftest import FrozenClock
 from wallets import EthWallet
@@ -150,8 +147,8 @@ def test_rotate_refuses_bad_publication_delays(
 
 def test_retire_bound_covers_every_verifier():
     assert RETIRE_AFTER == MAX_TOKEN_LIFETIME + MAX_VERIFY_LEEWAY
-    # Revocation, introspection and /v1/actions/verify verify with VERIFY_LEEWAY.
-    assert VERIFY_LEEWAY <= MAX_VERIFY_LEEWAY
+    # Revocation, introspection and /v1/actions/verify verify with DEFAULT_LEEWAY.
+    assert DEFAULT_LEEWAY <= MAX_VERIFY_LEEWAY
 
 
 def test_retire_is_refused_until_the_bound_passed(cli_settings: Settings, clock: FrozenClock):

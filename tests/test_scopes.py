@@ -13,13 +13,13 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from keyproof.app import create_app
-from keyproof.config import Settings
 from keyproof.errors import InvalidScope, MalformedMessage
-from keyproof.keys import KeySet
 from keyproof.messages import recap
 from keyproof.messages.recap import Capability
-from keyproof.service import Service
+from keyproof.server.app import create_app
+from keyproof.server.config import Settings
+from keyproof.server.keys import KeySet
+from keyproof.server.service import Service
 from keyproof.stores.memory import MemoryStore
 
 from conftest import FrozenClock

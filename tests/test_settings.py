@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from keyproof.cli import main
-from keyproof.config import Settings
 from keyproof.errors import ConfigurationError
-from keyproof.keys import KEY_FILE_NAME, KeySet
+from keyproof.server.cli import main
+from keyproof.server.config import Settings
+from keyproof.server.keys import KEY_FILE_NAME, KeySet
 
 
 def test_defaults_derive_from_host_and_port():

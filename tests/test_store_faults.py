@@ -16,10 +16,11 @@ from typing import Any, TypeVar
 import pytest
 
 from keyproof.actions import Action, ActionVerifier
-from keyproof.config import Settings
 from keyproof.errors import KeyproofError, Unavailable
-from keyproof.keys import KeySet
-from keyproof.service import Service
+from keyproof.server.components import build_service
+from keyproof.server.config import Settings
+from keyproof.server.keys import KeySet
+from keyproof.server.service import Service
 from keyproof.stores.base import Kind, Store
 from keyproof.stores.memory import MemoryStore
 from keyproof.stores.sqlite import SqliteStore
@@ -120,7 +121,7 @@ async def _calls_of_one_login(service: Service, flaky: FlakyStore) -> list[str]:
 async def test_a_store_failure_at_any_step_never_gives_two_tokens(
     flaky: FlakyStore, settings: Settings, keyset: KeySet, clock: FrozenClock, lost_reply: bool
 ):
-    service = Service(settings, flaky, keyset, clock)
+    service = build_service(settings, flaky, keyset, clock)
     steps = await _calls_of_one_login(service, flaky)
     assert len(steps) >= 6, steps  # rate counters, the challenge, its lookup and consume
     for fail_at in range(1, len(steps) + 1):

@@ -22,11 +22,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from keyproof.errors import TokenInvalid
-from keyproof.keys import KeySet, SigningKey
+from keyproof.server.keys import KeySet, SigningKey
 from keyproof.tokens import verify_access_token
-from test_guard import AUDIENCE, ISSUER, OTHER_AUDIENCE, SUBJECT, GuardEnv, bearer, guard_env
 
 from conftest import FrozenClock
+from test_guard import AUDIENCE, ISSUER, OTHER_AUDIENCE, SUBJECT, GuardEnv, bearer, guard_env
 
 
 def b64(data: bytes) -> str:

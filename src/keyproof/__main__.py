@@ -1,5 +1,5 @@
 import sys
 
-from keyproof.cli import main
+from keyproof.server.cli import main
 
 sys.exit(main())

@@ -1,4 +1,4 @@
-"""Signed actions: a token holder authorizes one specific operation (DESIGN §7).
+"""Signed actions: a token holder authorizes one operation (specs/protocol.md, "Signed actions").
 
 A backend that accepts a keyproof token for, say, ``escrow:release`` also wants proof
 that the holder approved *this* release of *this* escrow, once. The client signs an
@@ -7,10 +7,13 @@ action document (format and examples in ``specs/protocol.md``, "Signed actions")
     {"service", "audience", "chain", "type", "object", "id", "deadline",
      "amount"?, "currency"?}
 
-Ethereum accounts sign it as EIP-712 typed data (domain ``{name: service, version:
-"1", chainId}``, primary type ``Action``), so wallets show every field; ed25519 and
-did:key accounts sign ``ACTION_CONTEXT + RFC 8785 canonical JSON`` with their
-sign-in signature encoding. :meth:`ActionVerifier.verify` checks, in this order:
+Each account family says how its accounts sign it (:meth:`Family.verify_action
+<keyproof.accounts.Family.verify_action>`): Ethereum accounts sign EIP-712 typed data
+(domain ``{name: service, version: "1", chainId}``, primary type ``Action``), so wallets
+show every field; ed25519 and did:key accounts sign ``ACTION_CONTEXT + RFC 8785
+canonical JSON`` with their sign-in signature encoding
+(:func:`verify_canonical_json_action`). :meth:`ActionVerifier.verify` checks, in this
+order:
 
     schema and bounds -> domain separator (service, audience, type, object) -> chain
     of the token subject -> deadline window -> amount -> signature -> signer is the
@@ -25,16 +28,16 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final
 
 import rfc8785
 
-from keyproof import eip712
-from keyproof.accounts import Account, families, parse_account
-from keyproof.crypto.secp256k1 import decode_signature_hex, recover_digest
+from keyproof._time import Clock
+from keyproof.accounts import Account, Family, canonical_account, families
+from keyproof.crypto import eip712
 from keyproof.errors import (
     ActionRejected,
     InvalidAction,
@@ -52,6 +55,8 @@ __all__ = [
     "ActionLimits",
     "ActionVerifier",
     "VerifiedAction",
+    "signer_mismatch",
+    "verify_canonical_json_action",
 ]
 
 ACTION_CONTEXT: Final = b"keyproof-action-v1\n"
@@ -213,7 +218,7 @@ class ActionVerifier:
         *,
         service: str,
         limits: ActionLimits | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = time.time,
     ) -> None:
         self.store = store
         self.service = service
@@ -237,14 +242,14 @@ class ActionVerifier:
         ``SignatureInvalid``; records the action id only when everything else holds.
         """
         action = document if isinstance(document, Action) else Action.parse(document)
-        account = _subject(claims)
+        family, account = _subject(claims)
         self._check_domain(action, claims, action_type, object_id)
         if action.chain != account.caip2:
             raise _domain_mismatch("chain")
         now = int(self.clock())
         self._check_deadline(action, now)
         self._check_amount(action)
-        _check_signature(action, account, signature)
+        _check_signature(family, action, account, signature)
         await self._use(action, account, now)
         return VerifiedAction(action, account.id, claims)
 
@@ -307,34 +312,37 @@ def _text_member(document: Mapping[str, Any], name: str, pattern: re.Pattern[str
     return value
 
 
-def _subject(claims: Mapping[str, Any]) -> Account:
-    """The canonical account of a verified token's ``sub``."""
+def _subject(claims: Mapping[str, Any]) -> tuple[Family, Account]:
+    """The family and canonical account of a verified token's ``sub``."""
     sub = claims.get("sub")
     if not isinstance(sub, str):
         raise TokenInvalid("token_invalid", "token has no subject")
-    # The token was minted for an allowed chain; only the subject's own chain is allowed.
-    allowed = frozenset({sub.rsplit(":", 1)[0], ":".join(sub.split(":", 2)[:2])})
     try:
-        return parse_account(sub, allowed)
+        # The token was minted for an allowed chain: the subject's own chain is allowed.
+        account = canonical_account(sub)
     except KeyproofError:
         raise TokenInvalid("token_invalid", "token subject is not an account") from None
+    return families()[account.namespace], account
 
 
-def _check_signature(action: Action, account: Account, signature: Any) -> None:
+def _check_signature(family: Family, action: Action, account: Account, signature: Any) -> None:
     if not isinstance(signature, str) or not 0 < len(signature) <= MAX_SIGNATURE_CHARS:
         raise MalformedSignature("malformed_signature", "signature has an invalid length")
-    if account.namespace == "eip155":
-        signer = recover_digest(action.typed_data_digest(), decode_signature_hex(signature))
-        if signer != account.public_key:
-            raise _signer_mismatch()
-        return
+    family.verify_action(account, action, signature)
+
+
+def verify_canonical_json_action(
+    family: Family, account: Account, action: Action, signature: str
+) -> None:
+    """The RFC 8785 action format: ``family`` verifies :meth:`Action.signing_input`."""
     try:
-        families()[account.namespace].verify(account, action.signing_input(), signature)
+        family.verify(account, action.signing_input(), signature)
     except SignatureInvalid:
         # An ed25519/ECDSA check against the subject's key cannot tell a forged
         # signature from another key's: both mean "not signed by the holder".
-        raise _signer_mismatch() from None
+        raise signer_mismatch() from None
 
 
-def _signer_mismatch() -> ActionRejected:
+def signer_mismatch() -> ActionRejected:
+    """The refusal for an action signed by anyone but the token holder."""
     return ActionRejected("action_signer_mismatch", "the action is not signed by the token holder")

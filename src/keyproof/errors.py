@@ -29,15 +29,19 @@ Hierarchy::
     ├── Unavailable             503     a dependency is down; fail closed
     └── ConfigurationError              invalid settings, raised at startup only
 
-Public messages never contain secrets or oracle detail about why a signature failed.
+Each concrete class spells its codes once, as the ``Literal`` type of its ``code``
+parameter: mypy refuses a misspelt code where the error is raised, and ``codes`` is
+derived from that annotation. Public messages never contain secrets or oracle detail
+about why a signature failed.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar, Literal, get_args, get_type_hints
 
 __all__ = [
     "ActionRejected",
+    "BindingCode",
     "BindingMismatch",
     "ClientAuthenticationFailed",
     "ConfigurationError",
@@ -55,6 +59,7 @@ __all__ = [
     "OutsideValidity",
     "PayloadTooLarge",
     "ProofRejected",
+    "RateLimitCode",
     "RateLimited",
     "SignatureInvalid",
     "TokenInvalid",
@@ -75,6 +80,12 @@ class KeyproofError(Exception):
     oauth_error: ClassVar[str] = "invalid_request"
     codes: ClassVar[frozenset[str]] = frozenset()
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        hint = get_type_hints(init).get("code") if init is not None else None
+        cls.codes = frozenset(get_args(hint)) if hint is not None else frozenset()
+
     def __init__(self, code: str, description: str) -> None:
         if code not in self.codes:
             raise ValueError(f"{type(self).__name__} has no code {code!r}")
@@ -87,38 +98,67 @@ class KeyproofError(Exception):
 
 
 class InvalidRequest(KeyproofError):
-    codes = frozenset({"invalid_json", "invalid_field", "missing_field", "not_supported"})
+    def __init__(
+        self,
+        code: Literal["invalid_json", "invalid_field", "missing_field", "not_supported"],
+        description: str,
+    ) -> None:
+        super().__init__(code, description)
 
 
 class MalformedMessage(InvalidRequest):
-    codes = frozenset({"malformed_message", "message_too_long"})
+    def __init__(
+        self, code: Literal["malformed_message", "message_too_long"], description: str
+    ) -> None:
+        KeyproofError.__init__(self, code, description)
 
 
 class MalformedSignature(InvalidRequest):
-    codes = frozenset({"malformed_signature"})
+    def __init__(self, code: Literal["malformed_signature"], description: str) -> None:
+        KeyproofError.__init__(self, code, description)
 
 
 class InvalidAccount(InvalidRequest):
-    codes = frozenset({"invalid_account", "unsupported_account", "invalid_public_key"})
+    def __init__(
+        self,
+        code: Literal["invalid_account", "unsupported_account", "invalid_public_key"],
+        description: str,
+    ) -> None:
+        KeyproofError.__init__(self, code, description)
 
 
 class InvalidScope(InvalidRequest):
     oauth_error = "invalid_scope"
-    codes = frozenset({"unknown_scope", "scope_not_allowed", "invalid_audience"})
+
+    def __init__(
+        self,
+        code: Literal["unknown_scope", "scope_not_allowed", "invalid_audience"],
+        description: str,
+    ) -> None:
+        KeyproofError.__init__(self, code, description)
 
 
 class InvalidAction(InvalidRequest):
-    codes = frozenset({"malformed_action", "amount_out_of_range", "deadline_out_of_range"})
+    def __init__(
+        self,
+        code: Literal["malformed_action", "amount_out_of_range", "deadline_out_of_range"],
+        description: str,
+    ) -> None:
+        KeyproofError.__init__(self, code, description)
 
 
 class PayloadTooLarge(InvalidRequest):
     status = 413
-    codes = frozenset({"payload_too_large"})
+
+    def __init__(self, code: Literal["payload_too_large"], description: str) -> None:
+        KeyproofError.__init__(self, code, description)
 
 
 class UnsupportedMediaType(InvalidRequest):
     status = 415
-    codes = frozenset({"unsupported_media_type"})
+
+    def __init__(self, code: Literal["unsupported_media_type"], description: str) -> None:
+        KeyproofError.__init__(self, code, description)
 
 
 class ProofRejected(KeyproofError):
@@ -126,39 +166,52 @@ class ProofRejected(KeyproofError):
     oauth_error = "invalid_grant"
 
 
+BindingCode = Literal["domain_mismatch", "uri_mismatch", "chain_mismatch", "account_mismatch"]
+
+
 class BindingMismatch(ProofRejected):
-    codes = frozenset(
-        {
-            "domain_mismatch",
-            "uri_mismatch",
-            "chain_mismatch",
-            "account_mismatch",
-        }
-    )
+    def __init__(self, code: BindingCode, description: str) -> None:
+        super().__init__(code, description)
 
 
 class OutsideValidity(ProofRejected):
-    codes = frozenset({"message_expired", "message_not_yet_valid", "issued_at_invalid"})
+    def __init__(
+        self,
+        code: Literal["message_expired", "message_not_yet_valid", "issued_at_invalid"],
+        description: str,
+    ) -> None:
+        super().__init__(code, description)
 
 
 class NonceRejected(ProofRejected):
-    codes = frozenset({"nonce_unknown", "nonce_used"})
+    def __init__(self, code: Literal["nonce_unknown", "nonce_used"], description: str) -> None:
+        super().__init__(code, description)
 
 
 class SignatureInvalid(ProofRejected):
-    codes = frozenset({"signature_invalid"})
+    def __init__(self, code: Literal["signature_invalid"], description: str) -> None:
+        super().__init__(code, description)
 
 
 class ActionRejected(ProofRejected):
-    codes = frozenset(
-        {"action_replayed", "action_expired", "action_signer_mismatch", "action_domain_mismatch"}
-    )
+    def __init__(
+        self,
+        code: Literal[
+            "action_replayed", "action_expired", "action_signer_mismatch", "action_domain_mismatch"
+        ],
+        description: str,
+    ) -> None:
+        super().__init__(code, description)
 
 
 class TokenInvalid(KeyproofError):
     status = 401
     oauth_error = "invalid_token"
-    codes = frozenset({"token_invalid", "token_expired", "token_revoked"})
+
+    def __init__(
+        self, code: Literal["token_invalid", "token_expired", "token_revoked"], description: str
+    ) -> None:
+        super().__init__(code, description)
 
 
 class ClientAuthenticationFailed(KeyproofError):
@@ -166,33 +219,43 @@ class ClientAuthenticationFailed(KeyproofError):
 
     status = 401
     oauth_error = "invalid_client"
-    codes = frozenset({"invalid_client"})
+
+    def __init__(self, code: Literal["invalid_client"], description: str) -> None:
+        super().__init__(code, description)
 
 
 class InsufficientScope(KeyproofError):
     status = 403
     oauth_error = "insufficient_scope"
-    codes = frozenset({"insufficient_scope"})
+
+    def __init__(self, code: Literal["insufficient_scope"], description: str) -> None:
+        super().__init__(code, description)
 
 
 class NotFound(KeyproofError):
     status = 404
     oauth_error = "not_found"
-    codes = frozenset({"not_found"})
+
+    def __init__(self, code: Literal["not_found"], description: str) -> None:
+        super().__init__(code, description)
 
 
 class MethodNotAllowed(KeyproofError):
     status = 405
     oauth_error = "invalid_request"
-    codes = frozenset({"method_not_allowed"})
+
+    def __init__(self, code: Literal["method_not_allowed"], description: str) -> None:
+        super().__init__(code, description)
+
+
+RateLimitCode = Literal["rate_limited", "too_many_challenges"]
 
 
 class RateLimited(KeyproofError):
     status = 429
     oauth_error = "slow_down"
-    codes = frozenset({"rate_limited", "too_many_challenges"})
 
-    def __init__(self, code: str, description: str, *, retry_after: int) -> None:
+    def __init__(self, code: RateLimitCode, description: str, *, retry_after: int) -> None:
         super().__init__(code, description)
         self.retry_after = retry_after
 
@@ -200,9 +263,14 @@ class RateLimited(KeyproofError):
 class Unavailable(KeyproofError):
     status = 503
     oauth_error = "temporarily_unavailable"
-    codes = frozenset({"store_unavailable", "upstream_unavailable", "keys_unavailable"})
 
-    def __init__(self, code: str, description: str, *, retry_after: int = 1) -> None:
+    def __init__(
+        self,
+        code: Literal["store_unavailable", "upstream_unavailable", "keys_unavailable"],
+        description: str,
+        *,
+        retry_after: int = 1,
+    ) -> None:
         super().__init__(code, description)
         self.retry_after = retry_after
 
@@ -210,7 +278,13 @@ class Unavailable(KeyproofError):
 class ConfigurationError(KeyproofError):
     status = 500
     oauth_error = "server_error"
-    codes = frozenset({"invalid_setting", "invalid_policy", "invalid_key_file", "key_in_use"})
+
+    def __init__(
+        self,
+        code: Literal["invalid_setting", "invalid_policy", "invalid_key_file", "key_in_use"],
+        description: str,
+    ) -> None:
+        super().__init__(code, description)
 
 
 def _concrete_classes() -> list[type[KeyproofError]]:

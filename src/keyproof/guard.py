@@ -1,4 +1,6 @@
-"""Protect a Starlette service with keyproof access tokens (DESIGN §7, RFC 6750).
+"""Protect a Starlette or FastAPI service with keyproof access tokens (RFC 6750).
+
+See specs/protocol.md, "Tokens and resource servers".
 
 ::
 
@@ -10,7 +12,12 @@ Starlette's own ``requires("escrow:release")`` then works: ``request.auth.scopes
 the token's scopes and ``request.user`` a :class:`KeyproofUser` (``sub``, ``claims``).
 Starlette's ``requires`` answers a missing scope with a bare 403; :func:`require_scope`
 is a drop-in that answers RFC 6750 §3.1 ``insufficient_scope`` with the required scope
-in ``WWW-Authenticate`` (and 401 ``Bearer`` when no token was sent).
+in ``WWW-Authenticate`` (and 401 ``Bearer`` when no token was sent), whatever the
+endpoint's signature. With FastAPI, ``Security(KeyproofBearer(backend), scopes=[...])``
+gives the same checks as a dependency and shows as a bearer scheme in the OpenAPI
+document (:class:`KeyproofBearer` is imported on use, so FastAPI stays optional).
+:func:`error_response` and :func:`read_json_object` give a resource server keyproof's
+error shape and bounded JSON bodies.
 
 Only the ``Authorization: Bearer`` header is read; a token in the query string is
 refused. Keys come only from ``jwks_url``: fetched once, cached for ``max_age``,
@@ -28,6 +35,7 @@ request fails closed (503).
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import inspect
 import logging
@@ -35,7 +43,8 @@ import re
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from typing import Any, ParamSpec
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, get_type_hints
 
 import httpx
 import jwt
@@ -46,9 +55,11 @@ from starlette.authentication import (
     BaseUser,
 )
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import HTTPConnection
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
+from keyproof._httpio import bearer_token, error_response, read_json_object
+from keyproof._time import Clock
 from keyproof.errors import (
     ConfigurationError,
     InsufficientScope,
@@ -57,19 +68,24 @@ from keyproof.errors import (
     TokenInvalid,
     Unavailable,
 )
-from keyproof.httpio import error_response
 from keyproof.jwks import JWKSCache, check_url, parse_jwks
-from keyproof.keys import MAX_VERIFY_LEEWAY
-from keyproof.tokens import verify_access_token
+from keyproof.tokens import DEFAULT_LEEWAY, MAX_VERIFY_LEEWAY, verify_access_token
+
+if TYPE_CHECKING:
+    from keyproof._fastapi import KeyproofBearer
 
 __all__ = [
     "BearerError",
     "JWKSCache",
     "KeyproofBackend",
+    "KeyproofBearer",
     "KeyproofUser",
+    "error_response",
     "on_error",
     "parse_jwks",
+    "read_json_object",
     "require_scope",
+    "www_authenticate",
 ]
 
 logger = logging.getLogger("keyproof.guard")
@@ -124,9 +140,9 @@ class KeyproofBackend(AuthenticationBackend):
         issuer: str,
         audience: str,
         jwks_url: str,
-        leeway: int = 30,
+        leeway: int = DEFAULT_LEEWAY,
         refresh_cooldown: float = 30.0,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = time.time,
         http_client: httpx.AsyncClient | None = None,
         introspect_scopes: Collection[str] = (),
         introspection_url: str | None = None,
@@ -134,7 +150,7 @@ class KeyproofBackend(AuthenticationBackend):
         introspection_client_secret: str | None = None,
     ) -> None:
         if not 0 <= leeway <= MAX_VERIFY_LEEWAY:
-            # Key retirement relies on this cap (keyproof.keys.RETIRE_AFTER).
+            # Key retirement relies on this cap (keyproof.server.keys.RETIRE_AFTER).
             raise ConfigurationError(
                 "invalid_setting", f"leeway must be 0..{MAX_VERIFY_LEEWAY} seconds"
             )
@@ -165,7 +181,7 @@ class KeyproofBackend(AuthenticationBackend):
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
         """Credentials for a valid bearer token, ``None`` without one, else raise."""
         try:
-            token = _bearer_token(conn)
+            token = bearer_token(conn)
             if token is None:
                 return None
             claims = await self.verify(token)
@@ -222,25 +238,12 @@ def _introspection_config(
 
 
 def _public(error: TokenInvalid) -> TokenInvalid:
-    """The same code with a fixed description: the reason is no oracle (STYLE §2)."""
-    text = "token expired" if error.code == "token_expired" else "invalid token"
-    return TokenInvalid(error.code, text)
-
-
-def _bearer_token(conn: HTTPConnection) -> str | None:
-    if "access_token" in conn.query_params:
-        raise InvalidRequest("not_supported", "send the token in the Authorization header only")
-    values = conn.headers.getlist("authorization")
-    if len(values) > 1:
-        raise InvalidRequest("invalid_field", "more than one Authorization header")
-    if not values:
-        return None
-    scheme, _, token = values[0].partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    if not token.strip():
-        raise InvalidRequest("missing_field", "empty bearer token")
-    return token.strip()
+    """The same code with a fixed description: the reason is no oracle."""
+    if error.code == "token_expired":
+        return TokenInvalid("token_expired", "token expired")
+    if error.code == "token_revoked":
+        return TokenInvalid("token_revoked", "invalid token")
+    return TokenInvalid("token_invalid", "invalid token")
 
 
 def _unverified_kid(token: str) -> str | None:
@@ -255,18 +258,27 @@ def _unverified_kid(token: str) -> str | None:
 # -- responses -------------------------------------------------------------------------
 
 
-def _challenge(params: Mapping[str, str]) -> str:
-    """An RFC 6750 §3 challenge; values lose characters a quoted-string cannot carry."""
+def www_authenticate(error: KeyproofError, params: Mapping[str, str] | None = None) -> str | None:
+    """The RFC 6750 §3 challenge for a refusal (``None`` for a 503, which carries none).
+
+    ``params`` default to the error's ``error`` and ``error_description``; values lose
+    characters a quoted-string cannot carry.
+    """
+    if isinstance(error, Unavailable):
+        return None
+    if params is None:
+        params = {"error": error.oauth_error, "error_description": error.description}
+        if isinstance(error, InvalidRequest):
+            params = {"error": "invalid_request"}
     quoted = ", ".join(f'{k}="{UNSAFE_IN_QUOTES.sub("", v)}"' for k, v in params.items())
     return f"Bearer {quoted}" if quoted else "Bearer"
 
 
 def _bearer_response(error: KeyproofError, params: Mapping[str, str] | None = None) -> Response:
     response = error_response(error)
-    if not isinstance(error, Unavailable):
-        default = {"error": error.oauth_error, "error_description": error.description}
-        challenge = default if params is None else params
-        response.headers["WWW-Authenticate"] = _challenge(challenge)
+    challenge = www_authenticate(error, params)
+    if challenge is not None:
+        response.headers["WWW-Authenticate"] = challenge
     return response
 
 
@@ -275,27 +287,73 @@ def on_error(conn: HTTPConnection, exc: AuthenticationError) -> Response:
     error = exc.error if isinstance(exc, BearerError) else None
     if error is None:
         error = TokenInvalid("token_invalid", "invalid token")
-    if isinstance(error, InvalidRequest):
-        return _bearer_response(error, {"error": "invalid_request"})
     return _bearer_response(error)
 
 
-def _unauthenticated() -> Response:
-    # RFC 6750 §3.1: no error code when the request carried no credentials at all.
-    return _bearer_response(TokenInvalid("token_invalid", "no token"), {})
+# RFC 6750 §3.1: no error code when the request carried no credentials at all.
+_NO_CREDENTIALS: Final[Mapping[str, str]] = MappingProxyType({})
 
 
-def _request_of(args: Sequence[Any], kwargs: Mapping[str, Any]) -> HTTPConnection:
+def _insufficient_scope(needed: Sequence[str]) -> tuple[InsufficientScope, dict[str, str]]:
+    """The 403 refusal and its challenge parameters for a missing scope."""
+    error = InsufficientScope("insufficient_scope", "token lacks a required scope")
+    return error, {"error": "insufficient_scope", "scope": " ".join(needed)}
+
+
+_REQUEST_PARAMETER = "keyproof_request__"
+
+
+def _request_of(args: Sequence[Any], kwargs: dict[str, Any]) -> HTTPConnection:
+    injected = kwargs.pop(_REQUEST_PARAMETER, None)
+    if isinstance(injected, HTTPConnection):
+        return injected
     for value in (*args, *kwargs.values()):
         if isinstance(value, HTTPConnection):
             return value
-    raise TypeError("require_scope needs an endpoint that takes a request")
+    raise TypeError("require_scope found no request")  # the signature below always has one
+
+
+def _with_request_parameter(endpoint: Callable[..., Any]) -> inspect.Signature:
+    """The endpoint's signature, plus a ``Request`` parameter if it has none.
+
+    Frameworks that inspect signatures (FastAPI) then pass the request to the wrapper,
+    which removes it again before calling an endpoint that did not ask for it.
+    """
+    signature = inspect.signature(endpoint)
+    with contextlib.suppress(NameError, TypeError):
+        hints = get_type_hints(endpoint, include_extras=True)
+        signature = signature.replace(
+            parameters=[
+                p.replace(annotation=hints.get(p.name, p.annotation))
+                for p in signature.parameters.values()
+            ],
+            return_annotation=hints.get("return", signature.return_annotation),
+        )
+    takes_request = any(
+        isinstance(p.annotation, type) and issubclass(p.annotation, HTTPConnection)
+        for p in signature.parameters.values()
+    )
+    if takes_request or "request" in signature.parameters:
+        return signature
+    extra = inspect.Parameter(
+        _REQUEST_PARAMETER, inspect.Parameter.KEYWORD_ONLY, annotation=Request
+    )
+    parameters = list(signature.parameters.values())
+    keyword_at = next(
+        (i for i, p in enumerate(parameters) if p.kind is inspect.Parameter.VAR_KEYWORD),
+        len(parameters),
+    )
+    parameters.insert(keyword_at, extra)
+    return signature.replace(parameters=parameters)
 
 
 def require_scope(
     scopes: str | Sequence[str],
 ) -> Callable[[Callable[_P, Any]], Callable[_P, Awaitable[Any]]]:
-    """Like Starlette's ``requires``, with RFC 6750 401 / 403 ``insufficient_scope`` replies."""
+    """Like Starlette's ``requires``, with RFC 6750 401 / 403 ``insufficient_scope`` replies.
+
+    Works on any endpoint: one that takes no request gets it passed by signature.
+    """
     needed = [scopes] if isinstance(scopes, str) else list(scopes)
 
     def decorator(endpoint: Callable[_P, Any]) -> Callable[_P, Awaitable[Any]]:
@@ -303,16 +361,22 @@ def require_scope(
         async def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> Any:
             request = _request_of(args, kwargs)
             if not request.user.is_authenticated:
-                return _unauthenticated()
-            missing = [s for s in needed if s not in request.auth.scopes]
-            if missing:
-                error = InsufficientScope("insufficient_scope", "token lacks a required scope")
-                params = {"error": "insufficient_scope", "scope": " ".join(needed)}
-                return _bearer_response(error, params)
+                return _bearer_response(TokenInvalid("token_invalid", "no token"), _NO_CREDENTIALS)
+            if any(s not in request.auth.scopes for s in needed):
+                return _bearer_response(*_insufficient_scope(needed))
             if inspect.iscoroutinefunction(endpoint):
                 return await endpoint(*args, **kwargs)
             return await run_in_threadpool(endpoint, *args, **kwargs)
 
+        wrapper.__signature__ = _with_request_parameter(endpoint)  # type: ignore[attr-defined]
         return wrapper
 
     return decorator
+
+
+def __getattr__(name: str) -> Any:
+    if name == "KeyproofBearer":  # needs FastAPI, which a Starlette service may not have
+        from keyproof._fastapi import KeyproofBearer
+
+        return KeyproofBearer
+    raise AttributeError(f"module 'keyproof.guard' has no attribute {name!r}")

@@ -9,21 +9,21 @@ outage does not turn every request into a fetch. Only Ed25519 signing keys are t
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import ipaddress
 import logging
 import re
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from keyproof._time import Clock
+from keyproof.crypto.encoding import parse_base64url
 from keyproof.errors import ConfigurationError, Unavailable
-from keyproof.keys import JWKS_MAX_AGE
+from keyproof.tokens import JWKS_MAX_AGE
 
 __all__ = ["KID_PATTERN", "MAX_JWKS_BYTES", "MAX_JWKS_KEYS", "JWKSCache", "check_url", "parse_jwks"]
 
@@ -41,7 +41,7 @@ class JWKSCache:
         url: str,
         client: httpx.AsyncClient,
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = time.time,
         refresh_cooldown: float = 30.0,
         max_age: float = JWKS_MAX_AGE,
     ) -> None:
@@ -109,11 +109,8 @@ def _ed25519_jwk(jwk: Any) -> tuple[str, Ed25519PublicKey] | None:
         return None
     if not isinstance(kid, str) or not KID_PATTERN.fullmatch(kid) or not isinstance(x, str):
         return None
-    try:
-        raw = base64.urlsafe_b64decode(x + "=" * (-len(x) % 4))
-    except (binascii.Error, ValueError):
-        return None
-    if len(raw) != 32 or base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != x:
+    raw = parse_base64url(x, max_length=32)
+    if raw is None or len(raw) != 32:
         return None
     return kid, Ed25519PublicKey.from_public_bytes(raw)
 

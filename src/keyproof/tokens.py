@@ -1,80 +1,45 @@
-"""RFC 9068 JWT access tokens, signed with the server's Ed25519 key set.
+"""RFC 9068 JWT access tokens: the token profile and its verification (specs/protocol.md §5).
 
-Minting and verification pin ``EdDSA`` and ``typ: at+jwt``; the token header never
-chooses the key source (``jku``, ``x5u`` and embedded ``jwk`` are ignored: keys come
-from the caller's key map only) and any ``crit`` header is refused. Time claims are
-checked against an injected clock with a small leeway.
+Verification pins ``EdDSA`` and ``typ: at+jwt``; the token header never chooses the
+key source (``jku``, ``x5u`` and embedded ``jwk`` are ignored: keys come from the
+caller's key map only) and any ``crit`` header is refused. Time claims are checked
+against an injected clock with a small leeway. The issuer mints with
+:mod:`keyproof.server.minting`.
 """
 
 from __future__ import annotations
 
-import base64
-import re
-import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from keyproof.crypto.encoding import parse_base64url
 from keyproof.errors import TokenInvalid
-from keyproof.keys import MAX_VERIFY_LEEWAY, KeySet
 
-__all__ = ["ACCESS_TOKEN_TYPE", "AccessToken", "mint_access_token", "verify_access_token"]
+__all__ = [
+    "ACCESS_TOKEN_TYPE",
+    "DEFAULT_LEEWAY",
+    "JWKS_MAX_AGE",
+    "MAX_TOKEN_BYTES",
+    "MAX_TOKEN_LIFETIME",
+    "MAX_VERIFY_LEEWAY",
+    "REQUIRED_CLAIMS",
+    "verify_access_token",
+]
 
-ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - a media type, not a secret
-MAX_TOKEN_BYTES = 8192
-_SEGMENT = re.compile(r"(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2,3})?", re.ASCII)
-REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "iat", "nbf", "jti", "scope", "client_id")
-
-
-@dataclass(frozen=True)
-class AccessToken:
-    """A minted token and the claims it carries."""
-
-    token: str
-    claims: Mapping[str, Any]
-
-    def __repr__(self) -> str:
-        return f"AccessToken(jti={self.claims.get('jti')!r}, sub={self.claims.get('sub')!r})"
-
-    @property
-    def scope(self) -> str:
-        return str(self.claims["scope"])
-
-    @property
-    def expires_in(self) -> int:
-        return int(self.claims["exp"]) - int(self.claims["iat"])
-
-
-def mint_access_token(
-    keys: KeySet,
-    *,
-    issuer: str,
-    subject: str,
-    audience: str,
-    scope: str,
-    client_id: str,
-    lifetime: int,
-    now: int,
-) -> AccessToken:
-    """Sign an access token with the current signing key."""
-    key = keys.signing_key()
-    claims: dict[str, Any] = {
-        "iss": issuer,
-        "sub": subject,
-        "aud": audience,
-        "exp": now + lifetime,
-        "iat": now,
-        "nbf": now,
-        "jti": secrets.token_urlsafe(16),
-        "scope": scope,
-        "client_id": client_id,
-    }
-    headers = {"typ": ACCESS_TOKEN_TYPE, "kid": key.kid}
-    token = jwt.encode(claims, key.private, algorithm="EdDSA", headers=headers)
-    return AccessToken(token, claims)
+ACCESS_TOKEN_TYPE: Final = "at+jwt"  # noqa: S105 - a media type, not a secret
+MAX_TOKEN_BYTES: Final = 8192
+MAX_TOKEN_LIFETIME: Final = 3600
+"""The hard cap on any access token's lifetime, in seconds."""
+DEFAULT_LEEWAY: Final = 30
+"""Seconds of clock difference every keyproof verifier allows on ``exp`` by default."""
+MAX_VERIFY_LEEWAY: Final = 60
+"""The largest leeway any keyproof verifier accepts; key retirement relies on it."""
+JWKS_MAX_AGE: Final = 300
+"""Seconds a verifier may cache the JWKS (its ``Cache-Control: max-age``)."""
+REQUIRED_CLAIMS: Final = ("iss", "sub", "aud", "exp", "iat", "nbf", "jti", "scope", "client_id")
 
 
 def _invalid(description: str) -> TokenInvalid:
@@ -88,11 +53,10 @@ def _check_compact(token: str) -> None:
     let one signed token be spelled several ways.
     """
     segments = token.split(".")
-    if len(segments) != 3 or not all(_SEGMENT.fullmatch(s) for s in segments):
+    if len(segments) != 3:
         raise _invalid("malformed token")
     for segment in segments:
-        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-        if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != segment:
+        if not segment or parse_base64url(segment, max_length=MAX_TOKEN_BYTES) is None:
             raise _invalid("malformed token")
 
 
@@ -120,7 +84,7 @@ def verify_access_token(
     issuer: str,
     audience: str,
     now: int,
-    leeway: int = 30,
+    leeway: int = DEFAULT_LEEWAY,
 ) -> dict[str, Any]:
     """Verify signature and every claim; return the claims or raise ``TokenInvalid``.
 

@@ -137,7 +137,7 @@ def test_construction_validates(change: dict[str, Any]) -> None:
 
 def test_family_parse_names_the_did_account() -> None:
     _, account = FAMILY.parse(FULL)
-    assert account == Account("did:key", "", ED.did, bytes(ED.key.verify_key))
+    assert account == Account("did:key", "", ED.did, bytes(ED.key.verify_key), ED.did)
     assert account.id == ED.did
     assert account.caip2 == "did:key"
     assert FAMILY.parse(NO_STATEMENT)[1].public_key == SECP.public_key

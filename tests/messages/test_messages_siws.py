@@ -251,7 +251,8 @@ def test_siws_minimal_message_without_nonce_or_issued_at_is_refused(
 
 def test_family_parse_maps_the_cluster_to_its_caip2_reference() -> None:
     signed, account = FAMILY.parse(NO_STATEMENT)
-    assert account == Account("solana", DEVNET, ADDRESS, base58.b58decode(ADDRESS))
+    key = base58.b58decode(ADDRESS)
+    assert account == Account("solana", DEVNET, ADDRESS, key, f"solana:{DEVNET}:{ADDRESS}")
     assert account.id == f"solana:{DEVNET}:{ADDRESS}"
     assert account.caip2 == f"solana:{DEVNET}"
     assert signed.nonce == "oBbLoEldZs"

@@ -1,4 +1,4 @@
-"""The Store contract, run against every backend (DESIGN §6)."""
+"""The Store contract, run against every backend (specs/protocol.md §8)."""
 
 from __future__ import annotations
 

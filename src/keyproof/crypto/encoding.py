@@ -8,6 +8,7 @@ decoding, and accepts one spelling per value only:
 - base58 (bitcoin alphabet): the text must be what encoding the decoded bytes
   gives back, so extra or missing leading ``1`` characters are refused.
 - base64url (RFC 4648 §5) unpadded: strict alphabet, non-zero trailing bits refused.
+  :func:`parse_base64url` is the one canonical decoder every other module uses.
 
 ``decode_*`` raise :class:`MalformedSignature`; ``decode_*_key`` raise
 :class:`InvalidAccount` (``invalid_account``) for text that names a key or an account.
@@ -34,6 +35,7 @@ __all__ = [
     "encode_base58",
     "encode_base64url",
     "encode_hex0x",
+    "parse_base64url",
 ]
 
 _HEX = re.compile(r"0x[0-9a-fA-F]*", re.ASCII)
@@ -76,13 +78,25 @@ def _base58(text: str, max_length: int) -> bytes | None:
     return data
 
 
-def _base64url(text: str, length: int) -> bytes | None:
-    if len(text) != (4 * length + 2) // 3 or _BASE64URL.fullmatch(text) is None:
+def parse_base64url(text: str, *, max_length: int) -> bytes | None:
+    """Canonical unpadded base64url of at most ``max_length`` bytes, else ``None``.
+
+    For callers that raise their own error (tokens, JWKs, ReCaps, key files).
+    """
+    if len(text) > (4 * max_length + 2) // 3 or len(text) % 4 == 1:
+        return None
+    if _BASE64URL.fullmatch(text) is None:
         return None
     data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     if encode_base64url(data) != text:
         return None
     return data
+
+
+def _base64url(text: str, length: int) -> bytes | None:
+    if len(text) != (4 * length + 2) // 3:
+        return None
+    return parse_base64url(text, max_length=length)
 
 
 def _exact(decoder: Callable[[str, int], bytes | None], text: str, length: int) -> bytes | None:

@@ -20,9 +20,6 @@ Grammars (ERC-4361 "ABNF Message Format" and the RFCs it cites):
   ``"`` ``%`` ``<`` ``>`` ``\\`` ``^`` `````` ``{`` ``|`` ``}`` and without LF.
 - request id: ``*pchar``.
 - chain id: ``1*DIGIT`` without leading zeros, ``1`` to the EIP-2294 bound.
-
-:func:`check_window` is the validity rule every format shares: a message is valid in
-``[not_before, expiration)``.
 """
 
 from __future__ import annotations
@@ -32,7 +29,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Final
 
-from keyproof.errors import MalformedMessage, OutsideValidity
+from keyproof.errors import MalformedMessage
 
 __all__ = [
     "MAX_AUTHORITY",
@@ -55,7 +52,6 @@ __all__ = [
     "check_statement",
     "check_text_types",
     "check_uri",
-    "check_window",
     "malformed",
     "parse_chain_id",
     "parse_datetime",
@@ -271,16 +267,3 @@ def _offset(match: re.Match[str], field: str) -> timezone:
         raise malformed(field, "time offset out of range")
     delta = timedelta(hours=hours, minutes=minutes)
     return timezone(-delta if match["sign"] == "-" else delta)
-
-
-def check_window(
-    not_before: datetime | None, expiration: datetime | None, now: datetime | None
-) -> None:
-    """Valid in ``[not_before, expiration)``; ``now`` (aware) defaults to the UTC clock."""
-    moment = datetime.now(UTC) if now is None else now
-    if moment.utcoffset() is None:
-        raise TypeError("now must be a timezone-aware datetime")
-    if expiration is not None and moment >= expiration:
-        raise OutsideValidity("message_expired", "the message has expired")
-    if not_before is not None and moment < not_before:
-        raise OutsideValidity("message_not_yet_valid", "the message is not valid yet")

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from keyproof.accounts import Account, ChallengeText, Family
+from keyproof.actions import Action, verify_canonical_json_action
 from keyproof.crypto import ed25519, secp256k1
 from keyproof.crypto.didkey import DID_KEY_MAX_LENGTH, KeyKind, decode_did_key, encode_did_key
 from keyproof.crypto.encoding import decode_base58_key_upto, decode_base64url
@@ -125,6 +126,13 @@ class AgentFamily(Family):
     namespace = "did:key"
     header_suffix = HEADER_SUFFIX
 
+    def split_id(self, text: str) -> tuple[str, str]:
+        """A did:key names a key, not an account on a chain: the whole id is the address."""
+        return "", text
+
+    def account_id(self, chain: str, address: str) -> str:
+        return address
+
     def canonical_chain(self, reference: str) -> str:
         if reference:
             raise InvalidAccount("invalid_account", "a did:key account has no chain")
@@ -134,7 +142,7 @@ class AgentFamily(Family):
         if chain:
             raise InvalidAccount("invalid_account", "a did:key account has no chain")
         _, key, did = canonical_did_key(address)
-        return Account(self.namespace, "", did, key)
+        return self.new_account("", did, key)
 
     def render(self, challenge: ChallengeText) -> str:
         return AgentMessage(
@@ -151,7 +159,7 @@ class AgentFamily(Family):
     def parse(self, text: str) -> tuple[AgentMessage, Account]:
         message = parse(text)
         _, key = decode_did_key(message.address)
-        return message, Account(self.namespace, "", message.address, key)
+        return message, self.new_account("", message.address, key)
 
     def verify(self, account: Account, message: bytes, signature: str) -> None:
         """The key type comes from the account's DID, never from the signature."""
@@ -161,6 +169,9 @@ class AgentFamily(Family):
             ed25519.verify(message, raw, key)
         else:
             secp256k1.verify_sha256_ecdsa(message, raw, key)
+
+    def verify_action(self, account: Account, action: Action, signature: str) -> None:
+        verify_canonical_json_action(self, account, action, signature)
 
 
 FAMILY = AgentFamily()

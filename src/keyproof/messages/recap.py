@@ -18,7 +18,7 @@ units), as in the EIP's examples, with ``"prf":[]`` as in its first example.
 Decisions:
 
 - A scope is ``namespace:name``, each part ``[a-z0-9][a-z0-9_.-]{0,63}``, the same
-  grammar as :mod:`keyproof.policy`.
+  grammar as :mod:`keyproof.server.policy`.
 - Ability strings follow the EIP's regex with its ``A-z`` typo read as ``A-Z``:
   ``[a-zA-Z0-9.*_+-]+/[a-zA-Z0-9.*_+-]+``.
 - :func:`scopes_of` yields an ability only when it is a keyproof scope and one of its
@@ -33,8 +33,6 @@ Decisions:
 
 from __future__ import annotations
 
-import base64
-import binascii
 import itertools
 import json
 import math
@@ -44,6 +42,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final, TypeVar
 
+from keyproof.crypto.encoding import encode_base64url, parse_base64url
 from keyproof.errors import MalformedMessage
 from keyproof.messages import _fields as f
 
@@ -70,7 +69,6 @@ MAX_ENTRIES: Final = 64
 _ABILITY_RE: Final = re.compile(r"[a-zA-Z0-9.*_+-]+/[a-zA-Z0-9.*_+-]+", re.ASCII)
 _SCOPE_RE: Final = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}:[a-z0-9][a-z0-9_.-]{0,63}", re.ASCII)
 _PROOF_RE: Final = re.compile(r"[A-Za-z0-9]{1,256}", re.ASCII)
-_BASE64URL_RE: Final = re.compile(r"[A-Za-z0-9_-]+", re.ASCII)
 
 _V = TypeVar("_V")
 NotaBene = Mapping[str, object]
@@ -182,7 +180,7 @@ def encode_capability(capability: Capability) -> str:
     """The ``urn:recap:`` resource for ``capability`` (canonical compact JSON)."""
     document = {"att": _thawed(capability.attenuations), "prf": list(capability.proofs)}
     text = json.dumps(document, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    payload = base64.urlsafe_b64encode(text.encode("utf-8")).rstrip(b"=").decode("ascii")
+    payload = encode_base64url(text.encode("utf-8"))
     resource = RECAP_PREFIX + payload
     if len(resource) > f.MAX_RESOURCE:
         raise _malformed(f"longer than {f.MAX_RESOURCE} characters")
@@ -207,14 +205,9 @@ def encode_recap(audience_uri: str, scopes: Iterable[str]) -> str:
 
 
 def _unpadded_base64url(payload: str) -> bytes:
-    if _BASE64URL_RE.fullmatch(payload) is None or len(payload) % 4 == 1:
-        raise _malformed("payload is not unpadded base64url")
-    try:
-        data = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
-    except (binascii.Error, ValueError):
-        raise _malformed("payload is not unpadded base64url") from None
-    if base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii") != payload:
-        raise _malformed("payload is not canonical base64url")
+    data = parse_base64url(payload, max_length=f.MAX_RESOURCE) if payload else None
+    if data is None:
+        raise _malformed("payload is not canonical unpadded base64url")
     return data
 
 

@@ -40,11 +40,18 @@ from __future__ import annotations
 import hmac
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final
 
+from keyproof._time import check_window
 from keyproof.accounts import Account, ChallengeText, Family
-from keyproof.crypto.secp256k1 import checksum_address, decode_signature_hex, verify_eip191
+from keyproof.actions import Action, signer_mismatch
+from keyproof.crypto.secp256k1 import (
+    checksum_address,
+    decode_signature_hex,
+    recover_digest,
+    verify_eip191,
+)
 from keyproof.errors import BindingMismatch, InvalidAccount, NonceRejected
 from keyproof.messages import _fields as f
 from keyproof.messages._layout import Layout, Times
@@ -129,10 +136,21 @@ def verify(
         raise BindingMismatch("domain_mismatch", "message domain is not this service's")
     if not hmac.compare_digest(message.nonce.encode(), nonce.encode()):
         raise NonceRejected("nonce_unknown", "message nonce was not issued for this sign-in")
-    f.check_window(message.not_before_datetime(), message.expiration_datetime(), now)
+    moment = datetime.now(UTC) if now is None else now
+    if moment.utcoffset() is None:
+        raise TypeError("now must be a timezone-aware datetime")
+    check_window(
+        moment.timestamp(),
+        expires_at=_timestamp(message.expiration_datetime()),
+        not_before=_timestamp(message.not_before_datetime()),
+    )
     raw_signature = decode_signature_hex(signature)
     verify_eip191(text.encode("utf-8"), raw_signature, bytes.fromhex(message.address[2:]))
     return message
+
+
+def _timestamp(moment: datetime | None) -> float | None:
+    return None if moment is None else moment.timestamp()
 
 
 class EthereumFamily(Family):
@@ -154,7 +172,7 @@ class EthereumFamily(Family):
         mixed_case = address[2:] not in (address[2:].lower(), address[2:].upper())
         if mixed_case and address != canonical:
             raise InvalidAccount("invalid_account", "address fails its EIP-55 checksum")
-        return Account(self.namespace, chain, canonical, raw)
+        return self.new_account(chain, canonical, raw)
 
     def render(self, challenge: ChallengeText) -> str:
         return SiweMessage(
@@ -173,10 +191,16 @@ class EthereumFamily(Family):
         message = parse(text)
         # parse() already holds the address to its EIP-55 spelling: no second checksum.
         raw = bytes.fromhex(message.address[2:])
-        return message, Account(self.namespace, str(message.chain_id), message.address, raw)
+        return message, self.new_account(str(message.chain_id), message.address, raw)
 
     def verify(self, account: Account, message: bytes, signature: str) -> None:
         verify_eip191(message, decode_signature_hex(signature), account.public_key)
+
+    def verify_action(self, account: Account, action: Action, signature: str) -> None:
+        """EIP-712 typed data (``eth_signTypedData_v4``), recovered like ``personal_sign``."""
+        signer = recover_digest(action.typed_data_digest(), decode_signature_hex(signature))
+        if not hmac.compare_digest(signer, account.public_key):
+            raise signer_mismatch()
 
 
 FAMILY = EthereumFamily()

@@ -43,6 +43,7 @@ from datetime import datetime
 from typing import Final
 
 from keyproof.accounts import Account, ChallengeText, Family
+from keyproof.actions import Action, verify_canonical_json_action
 from keyproof.crypto import ed25519
 from keyproof.crypto.encoding import decode_base58, decode_base58_key
 from keyproof.errors import InvalidAccount
@@ -246,6 +247,11 @@ class SiwsSignIn:
     expiration: datetime
 
     @property
+    def scheme(self) -> None:
+        """SIWS names no origin scheme."""
+        return None
+
+    @property
     def domain(self) -> str:
         return self.message.domain
 
@@ -319,7 +325,7 @@ class SolanaFamily(Family):
         """Canonicalize; a cluster name (``mainnet``) is accepted for its reference."""
         reference = self.canonical_chain(chain)
         key = ed25519.check_public_key(decode_base58_key(address, length=32))
-        return Account(self.namespace, reference, address, key)
+        return self.new_account(reference, address, key)
 
     def render(self, challenge: ChallengeText) -> str:
         return SiwsMessage(
@@ -342,6 +348,9 @@ class SolanaFamily(Family):
     def verify(self, account: Account, message: bytes, signature: str) -> None:
         """Ed25519 over the exact bytes; the signature is base58 of 64 bytes."""
         ed25519.verify(message, decode_base58(signature, length=64), account.public_key)
+
+    def verify_action(self, account: Account, action: Action, signature: str) -> None:
+        verify_canonical_json_action(self, account, action, signature)
 
 
 FAMILY = SolanaFamily()

@@ -1,4 +1,4 @@
-"""Store backends, chosen by URL and imported lazily (DESIGN §6).
+"""Store backends, chosen by URL and imported lazily (specs/protocol.md §8).
 
 ========================================  =============================================
 URL                                       backend
@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import Callable
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit, urlunsplit
 
+from keyproof._time import Clock
 from keyproof.errors import ConfigurationError
 from keyproof.stores.base import Kind, Store
 
@@ -48,10 +50,13 @@ def check_ttl(seconds: float, name: str = "ttl") -> None:
         raise ValueError(f"{name} must be a positive finite number of seconds, got {seconds!r}")
 
 
-def open_store(url: str) -> Store:
-    """Build the store a URL names; raise ``ConfigurationError`` if it is invalid."""
+def open_store(url: str, *, clock: Clock = time.time) -> Store:
+    """Build the store a URL names; raise ``ConfigurationError`` if it is invalid.
+
+    ``clock`` is the time of entries in the memory and SQLite stores; Redis keeps its own.
+    """
     parts = urlsplit(url)
-    openers: dict[str, Callable[[str], Store]] = {
+    openers: dict[str, Callable[[str, Clock], Store]] = {
         "memory": _open_memory,
         "sqlite": _open_sqlite,
         "redis": _open_redis,
@@ -60,7 +65,7 @@ def open_store(url: str) -> Store:
     opener = openers.get(parts.scheme)
     if opener is None:
         raise _invalid("store URL scheme must be one of memory, sqlite, redis, rediss")
-    return opener(url)
+    return opener(url, clock)
 
 
 def _invalid(description: str) -> ConfigurationError:
@@ -98,7 +103,7 @@ def _positive_float(name: str, text: str) -> float:
     return value
 
 
-def _open_memory(url: str) -> Store:
+def _open_memory(url: str, clock: Clock) -> Store:
     parts = urlsplit(url)
     if parts.netloc or parts.path or parts.fragment:
         raise _invalid("memory store URL takes no host or path: use memory://")
@@ -107,10 +112,10 @@ def _open_memory(url: str) -> Store:
 
     raw = options.get("max_entries")
     max_entries = DEFAULT_MAX_ENTRIES if raw is None else _positive_int("max_entries", raw)
-    return MemoryStore(max_entries=max_entries)
+    return MemoryStore(max_entries=max_entries, clock=clock)
 
 
-def _open_sqlite(url: str) -> Store:
+def _open_sqlite(url: str, clock: Clock) -> Store:
     parts = urlsplit(url)
     if parts.netloc or parts.fragment:
         raise _invalid("sqlite store URL takes no host: use sqlite:///relative or sqlite:////abs")
@@ -123,10 +128,10 @@ def _open_sqlite(url: str) -> Store:
         raise _invalid("sqlite store URL parameter synchronous must be normal or full")
     from keyproof.stores.sqlite import SqliteStore
 
-    return SqliteStore(path, synchronous=synchronous)
+    return SqliteStore(path, synchronous=synchronous, clock=clock)
 
 
-def _open_redis(url: str) -> Store:
+def _open_redis(url: str, clock: Clock) -> Store:
     parts = urlsplit(url)
     _check_redis_location(url)
     allowed = {"prefix"} | _REDIS_FLOAT_OPTIONS | _REDIS_INT_OPTIONS

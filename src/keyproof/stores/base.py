@@ -1,6 +1,6 @@
 """The store interface: a handful of atomic operations every backend provides.
 
-keyproof keeps four kinds of short-lived state (DESIGN §6): outstanding challenges,
+keyproof keeps four kinds of short-lived state (specs/protocol.md §8): outstanding challenges,
 revoked token ids, used signed-action ids and rate-limit counters. Every entry has a
 time to live; nothing is kept forever. Each operation is one atomic step on the
 backend, so several processes or replicas sharing a store keep the guarantees of one.

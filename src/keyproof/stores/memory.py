@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Callable
 
+from keyproof._time import Clock
 from keyproof.errors import Unavailable
 from keyproof.stores import check_ttl
 from keyproof.stores.base import Kind, Store
@@ -38,7 +38,7 @@ class MemoryStore(Store):
         self,
         *,
         max_entries: int = DEFAULT_MAX_ENTRIES,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = time.time,
     ) -> None:
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")

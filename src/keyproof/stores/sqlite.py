@@ -28,6 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, TypeVar
 
+from keyproof._time import Clock
 from keyproof.errors import Unavailable
 from keyproof.stores import check_ttl
 from keyproof.stores.base import Kind, Store
@@ -91,7 +92,7 @@ class SqliteStore(Store):
         *,
         synchronous: str = "normal",
         busy_timeout: float = 5.0,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = time.time,
     ) -> None:
         if synchronous.lower() not in {"normal", "full"}:
             raise ValueError("synchronous must be 'normal' or 'full'")

@@ -1,4 +1,4 @@
-"""The protocol: issue a challenge, redeem a signed message for a token (DESIGN §1).
+"""The protocol: issue a challenge, redeem a signed message for a token (specs/protocol.md §1).
 
 This module is the only place that knows the order of checks on redeem:
 
@@ -9,7 +9,7 @@ This module is the only place that knows the order of checks on redeem:
 
 Every redeem decision goes to the audit log; a refusal other than a replay of an
 already redeemed message counts as a failed attempt of the client IP and, once the
-nonce is known to be bound to that account, of the account (``keyproof.ratelimit``);
+nonce is known to be bound to that account, of the account (``keyproof.server._ratelimit``);
 an account over its limit gets 429 for failed attempts, never for a valid proof.
 Challenges are rate-limited per client IP before parsing and per account after.
 
@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import secrets
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from typing import Protocol
 
+from keyproof._time import Clock, check_window, rfc3339
 from keyproof.accounts import (
     Account,
     ChallengeText,
@@ -37,9 +38,8 @@ from keyproof.accounts import (
     family_for_message,
     parse_account,
 )
-from keyproof.audit import AuditLog
-from keyproof.config import Settings
 from keyproof.errors import (
+    BindingCode,
     BindingMismatch,
     InvalidScope,
     KeyproofError,
@@ -50,17 +50,40 @@ from keyproof.errors import (
     RateLimited,
     Unavailable,
 )
-from keyproof.keys import KeySet
 from keyproof.messages import recap
-from keyproof.policy import parse_scope_string
-from keyproof.ratelimit import Limits, RateLimiter
+from keyproof.server._ratelimit import RateLimiter
+from keyproof.server.audit import AuditLog
+from keyproof.server.keys import KeySet
+from keyproof.server.minting import AccessToken, mint_access_token
+from keyproof.server.policy import Policy, parse_scope_string
 from keyproof.stores.base import Kind, Store
-from keyproof.tokens import AccessToken, mint_access_token
 
-__all__ = ["Challenge", "Service"]
+__all__ = ["Challenge", "KeySource", "Service", "SignInConfig"]
 
 MAX_MESSAGE_BYTES = 8192
 MAX_SIGNATURE_CHARS = 256
+
+
+@dataclass(frozen=True, slots=True)
+class SignInConfig:
+    """What the service writes into challenges and requires of redeems."""
+
+    issuer: str
+    domain: str
+    uri: str
+    audiences: tuple[str, ...]
+    chains: frozenset[str]
+    statement: str
+    challenge_ttl: int
+    token_ttl: int
+    clock_skew: int
+    policy: Policy
+
+
+class KeySource(Protocol):
+    """Where the current signing keys come from: a :class:`KeySet` or a reloading file."""
+
+    def current(self) -> KeySet: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,30 +132,25 @@ class _Attempt:
     bound: bool = False
 
 
-def rfc3339(timestamp: int) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 class Service:
     """Challenges and redeems for every account family, over one store and key set."""
 
     def __init__(
         self,
-        settings: Settings,
+        config: SignInConfig,
         store: Store,
-        keys: KeySet,
-        clock: Callable[[], float] = time.time,
+        keys: KeySource,
         *,
-        limiter: RateLimiter | None = None,
-        audit: AuditLog | None = None,
+        limiter: RateLimiter,
+        audit: AuditLog,
+        clock: Clock = time.time,
     ) -> None:
-        self.settings = settings
-        self.store = store
-        self.keys = keys
-        self.clock = clock
-        self.limiter = limiter or RateLimiter(store, Limits.from_settings(settings))
-        self.audit = audit or AuditLog.for_settings(settings, clock)
-        self._allowed_chains = frozenset(settings.chains)
+        self._config = config
+        self._store = store
+        self._keys = keys
+        self._limiter = limiter
+        self._audit = audit
+        self._clock = clock
 
     # -- challenge ---------------------------------------------------------------------
 
@@ -148,28 +166,28 @@ class Service:
 
         ``client_ip`` is None only for in-process callers, which have no IP to limit.
         """
-        await self.limiter.admit_challenge_ip(client_ip)
-        parsed = parse_account(account, self._allowed_chains)
+        await self._limiter.admit_challenge_ip(client_ip)
+        parsed = parse_account(account, self._config.chains)
         family = _family(parsed)
         scopes = self._requested_scopes(parsed, scope or "")
         audience = self._audience(audience)
-        await self.limiter.admit_challenge_account(parsed.id)
-        now = int(self.clock())
+        await self._limiter.admit_challenge_account(parsed.id)
+        now = int(self._clock())
         nonce = secrets.token_hex(16)
         binding = Binding(
             namespace=parsed.namespace,
             account=parsed.id,
             chain=parsed.chain,
-            domain=self.settings.domain,
-            uri=self.settings.uri,
+            domain=self._config.domain,
+            uri=self._config.uri,
             audience=audience,
             scopes=scopes,
             issued_at=now,
-            expires_at=now + self.settings.challenge_ttl,
+            expires_at=now + self._config.challenge_ttl,
         )
         text = family.render(self._challenge_text(parsed, binding, nonce))
-        stored = await self.store.add(
-            Kind.CHALLENGE, nonce, binding.encode(), self.settings.challenge_ttl
+        stored = await self._store.add(
+            Kind.CHALLENGE, nonce, binding.encode(), self._config.challenge_ttl
         )
         if not stored:  # a 128-bit nonce collided: never hand out a nonce bound elsewhere
             raise Unavailable("store_unavailable", "could not store the challenge; retry")
@@ -184,8 +202,8 @@ class Service:
 
     def _requested_scopes(self, account: Account, scope: str) -> tuple[str, ...]:
         scopes = parse_scope_string(scope)
-        self.settings.policy.check_known(scopes)
-        grantable = self.settings.policy.grantable(account.id, account.namespace)
+        self._config.policy.check_known(scopes)
+        grantable = self._config.policy.grantable(account.id, account.namespace)
         refused = [s for s in scopes if s not in grantable]
         if refused:
             raise InvalidScope("scope_not_allowed", f"not granted to this account: {refused[0]}")
@@ -193,13 +211,13 @@ class Service:
 
     def _audience(self, audience: str | None) -> str:
         if audience is None:
-            return self.settings.audiences[0]
-        if audience not in self.settings.audiences:
+            return self._config.audiences[0]
+        if audience not in self._config.audiences:
             raise InvalidScope("invalid_audience", "audience is not served by this issuer")
         return audience
 
     def _challenge_text(self, account: Account, binding: Binding, nonce: str) -> ChallengeText:
-        statement: str | None = self.settings.statement or None
+        statement: str | None = self._config.statement or None
         resources: tuple[str, ...] = ()
         if binding.scopes:
             resource = recap.encode_recap(binding.audience, binding.scopes)
@@ -231,7 +249,7 @@ class Service:
         except KeyproofError as refusal:
             await self._refused(attempt, refusal)
             raise
-        self.audit.record(
+        self._audit.record(
             "login",
             "success",
             code=None,
@@ -243,7 +261,7 @@ class Service:
         return token
 
     async def _refused(self, attempt: _Attempt, refusal: KeyproofError) -> None:
-        self.audit.record(
+        self._audit.record(
             "login",
             "refused",
             code=refusal.code,
@@ -257,15 +275,15 @@ class Service:
             return
         account = attempt.account if attempt.bound else None
         with contextlib.suppress(Unavailable):  # the attempt is refused either way
-            await self.limiter.record_failure(client_ip=attempt.client_ip, account=account)
+            await self._limiter.record_failure(client_ip=attempt.client_ip, account=account)
 
     async def _redeem(self, message: str, signature: str, attempt: _Attempt) -> AccessToken:
-        await self.limiter.admit_token_ip(attempt.client_ip)
+        await self._limiter.admit_token_ip(attempt.client_ip)
         signed_bytes = _bounded_bytes(message, signature)
         family = family_for_message(message)
         parsed, account = family.parse(message)
         attempt.account, attempt.nonce = account.id, parsed.nonce
-        binding_bytes = await self.store.get(Kind.CHALLENGE, parsed.nonce)
+        binding_bytes = await self._store.get(Kind.CHALLENGE, parsed.nonce)
         if binding_bytes is None:
             raise await self._missing_nonce(parsed.nonce)
         binding = Binding.decode(binding_bytes)
@@ -276,48 +294,49 @@ class Service:
         family.verify(account, signed_bytes, signature)
         await self._consume(parsed.nonce, binding_bytes)
         granted = self._granted(account, binding, signed_scopes)
-        lifetime = self.settings.policy.lifetime(granted, self.settings.token_ttl)
+        lifetime = self._config.policy.lifetime(granted, self._config.token_ttl)
         return mint_access_token(
-            self.keys,
-            issuer=self.settings.issuer,
+            self._keys.current(),
+            issuer=self._config.issuer,
             subject=account.id,
             audience=binding.audience,
             scope=" ".join(granted),
             client_id=account.id,
             lifetime=lifetime,
-            now=int(self.clock()),
+            now=int(self._clock()),
         )
 
     async def _missing_nonce(self, nonce: str) -> NonceRejected:
-        if await self.store.get(Kind.USED_NONCE, nonce) is not None:
+        if await self._store.get(Kind.USED_NONCE, nonce) is not None:
             return NonceRejected("nonce_used", "this challenge was already redeemed")
         return NonceRejected("nonce_unknown", "unknown or expired challenge")
 
     def _check_times(self, message: SignInMessage, binding: Binding) -> None:
-        now = self.clock()
-        skew = self.settings.clock_skew
+        now = self._clock()
+        skew = self._config.clock_skew
         issued_at = message.issued_at_datetime().timestamp()
         if issued_at > now + skew or issued_at < binding.issued_at - skew:
             raise OutsideValidity("issued_at_invalid", "issued-at outside the challenge window")
         expiration = message.expiration_datetime()
-        if now >= binding.expires_at or (expiration and now >= expiration.timestamp()):
-            raise OutsideValidity("message_expired", "the message has expired")
         not_before = message.not_before_datetime()
-        if not_before and now < not_before.timestamp():
-            raise OutsideValidity("message_not_yet_valid", "the message is not yet valid")
+        check_window(
+            now,
+            expires_at=min(binding.expires_at, expiration.timestamp() if expiration else math.inf),
+            not_before=not_before.timestamp() if not_before else None,
+        )
 
     async def _consume(self, nonce: str, expected: bytes) -> None:
         # A tombstone lets a replay be told apart from an unknown nonce. It is written
         # before the take so that a concurrent redeem never sees neither.
-        await self.store.add(Kind.USED_NONCE, nonce, b"1", self.settings.challenge_ttl)
-        taken = await self.store.take(Kind.CHALLENGE, nonce)
+        await self._store.add(Kind.USED_NONCE, nonce, b"1", self._config.challenge_ttl)
+        taken = await self._store.take(Kind.CHALLENGE, nonce)
         if taken is None or taken != expected:
             raise NonceRejected("nonce_used", "this challenge was already redeemed")
 
     def _granted(
         self, account: Account, binding: Binding, signed: frozenset[str]
     ) -> tuple[str, ...]:
-        policy = self.settings.policy.grantable(account.id, account.namespace)
+        policy = self._config.policy.grantable(account.id, account.namespace)
         return tuple(sorted(signed & set(binding.scopes) & policy))
 
 
@@ -341,13 +360,13 @@ def _bounded_bytes(message: str, signature: str) -> bytes:
 
 
 def _check_binding(message: SignInMessage, account: Account, binding: Binding) -> None:
-    checks = (
+    checks: tuple[tuple[BindingCode, bool], ...] = (
         ("account_mismatch", account.namespace == binding.namespace),
         ("chain_mismatch", account.chain == binding.chain),
         ("account_mismatch", account.id == binding.account),
         ("domain_mismatch", message.domain == binding.domain),
         # An origin scheme, where the format has one, must be the configured URI's.
-        ("domain_mismatch", getattr(message, "scheme", None) in (None, _scheme(binding.uri))),
+        ("domain_mismatch", message.scheme in (None, _scheme(binding.uri))),
         ("uri_mismatch", message.uri == binding.uri),
     )
     for code, ok in checks:

@@ -7,8 +7,6 @@ of surfacing on the first request.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ipaddress
 import re
 import tomllib
@@ -18,10 +16,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from keyproof.accounts import families
+from keyproof.accounts import canonical_account, canonical_chain
 from keyproof.errors import ConfigurationError, KeyproofError
 from keyproof.messages._fields import check_authority, check_statement
-from keyproof.policy import MAX_TOKEN_LIFETIME, Policy
+from keyproof.server.policy import Policy
+from keyproof.tokens import MAX_TOKEN_LIFETIME
 
 __all__ = ["DEFAULT_CHAINS", "Settings"]
 
@@ -145,7 +144,7 @@ class Settings:
         _require(bool(self.chains), "at least one chain must be allowed")
         object.__setattr__(self, "chains", tuple(_canonical_chain(c) for c in self.chains))
         for account in self.policy.accounts:
-            chain = "did:key" if account.startswith("did:") else account.rsplit(":", 1)[0]
+            chain = canonical_account(account).caip2
             _require(chain in self.chains, f"policy grants {account[:60]} on a chain not allowed")
         for client_id, digest in self.introspection_clients.items():
             _require(
@@ -193,13 +192,6 @@ class Settings:
             out[ENV_PREFIX + f.name.upper()] = text
         return out
 
-    def introspection_client_valid(self, client_id: str, secret: str) -> bool:
-        """Whether ``secret`` is the configured secret of ``client_id`` (constant time)."""
-        expected = self.introspection_clients.get(client_id, "0" * 64)
-        presented = hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
-        matches = hmac.compare_digest(presented.encode(), expected.encode())
-        return matches and client_id in self.introspection_clients
-
     def public_summary(self) -> dict[str, Any]:
         """Settings worth printing at startup (nothing secret)."""
         return {"issuer": self.issuer, "domain": self.domain, "store": _redact(self.store)}
@@ -214,17 +206,12 @@ def _check_message_field(check: Callable[[str], None], value: str, what: str) ->
 
 
 def _canonical_chain(entry: str) -> str:
-    """``did:key`` or a CAIP-2 id of a supported family, with its canonical reference."""
-    if entry == "did:key":
-        return entry
-    namespace, _, reference = entry.partition(":")
-    family = families().get(namespace)
-    if family is None or not reference:
-        raise ConfigurationError("invalid_setting", f"chain {entry[:60]!r} is not supported")
+    """A chain of a supported family, written with its canonical reference."""
     try:
-        return f"{namespace}:{family.canonical_chain(reference)}"
-    except KeyproofError:
-        raise ConfigurationError("invalid_setting", f"chain {entry[:60]!r} is invalid") from None
+        return canonical_chain(entry)
+    except KeyproofError as exc:
+        problem = "not supported" if exc.code == "unsupported_account" else "invalid"
+        raise ConfigurationError("invalid_setting", f"chain {entry[:60]!r} is {problem}") from None
 
 
 def _require(condition: bool, message: str) -> None:

@@ -12,14 +12,13 @@ are exact for that worker.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
-__all__ = ["ERROR_CODE_SCOPE_KEY", "Metrics", "MetricsMiddleware"]
+__all__ = ["ERROR_CODE_SCOPE_KEY", "Metrics"]
 
 ERROR_CODE_SCOPE_KEY = "keyproof.error_code"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -63,46 +62,22 @@ class Metrics:
         if code is not None:
             self.refusals.labels(endpoint, code).inc()
 
+    def observe_request(self, scope: Scope, status: int, seconds: float) -> None:
+        """Count one finished HTTP request; its refusal code is ``scope[ERROR_CODE_SCOPE_KEY]``,
+        where the app's error handler leaves it."""
+        code = scope.get(ERROR_CODE_SCOPE_KEY)
+        method = _method(scope)
+        self.observe(
+            str(scope.get("path", "")),
+            method,
+            status,
+            code if isinstance(code, str) else None,
+            seconds,
+        )
+
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
-
-
-class MetricsMiddleware:
-    """Pure ASGI: time and count every HTTP request.
-
-    The refusal code is read from ``scope[ERROR_CODE_SCOPE_KEY]``, where the app's
-    error handler leaves it.
-    """
-
-    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_and_see(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_see)
-        finally:
-            code = scope.get(ERROR_CODE_SCOPE_KEY)
-            self.metrics.observe(
-                str(scope.get("path", "")),
-                _method(scope),
-                status,
-                code if isinstance(code, str) else None,
-                time.perf_counter() - started,
-            )
 
 
 def _method(scope: Scope) -> str:

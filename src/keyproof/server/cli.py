@@ -11,12 +11,15 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from types import ModuleType
 from typing import Any
 
-from keyproof.config import Settings
+from keyproof._time import Clock
 from keyproof.errors import ConfigurationError
-from keyproof.keys import JWKS_MAX_AGE, KEY_FILE_NAME, RETIRE_AFTER, KeySet
-from keyproof.logs import uvicorn_log_config
+from keyproof.server._logs import uvicorn_log_config
+from keyproof.server.config import Settings
+from keyproof.server.keys import KEY_FILE_NAME, RETIRE_AFTER, KeySet
+from keyproof.tokens import JWKS_MAX_AGE
 
 __all__ = ["keys_command", "main"]
 
@@ -82,9 +85,28 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings.load(flags, os.environ)
 
 
-def serve(settings: Settings) -> None:
-    import uvicorn
+SERVER_EXTRA_MISSING = (
+    "keyproof: serving needs the server extra: pip install 'keyproof[server]' ({module} is missing)"
+)
 
+
+def _server_modules() -> tuple[ModuleType, Callable[[Settings], Any]] | None:
+    """uvicorn and the app factory, or None (after saying why) without the server extra."""
+    try:
+        import uvicorn
+
+        from keyproof.server.app import create_app
+    except ImportError as missing:
+        print(SERVER_EXTRA_MISSING.format(module=missing.name), file=sys.stderr)
+        return None
+    return uvicorn, create_app
+
+
+def serve(settings: Settings) -> int:
+    modules = _server_modules()
+    if modules is None:
+        return 2
+    uvicorn, create_app = modules
     KeySet.load_or_create(settings.data_dir / KEY_FILE_NAME)
     base = settings.uri.rstrip("/")
     print(f"keyproof issuer {settings.issuer}, store {settings.public_summary()['store']}")
@@ -102,17 +124,16 @@ def serve(settings: Settings) -> None:
         "log_config": uvicorn_log_config(settings.log_level),
     }
     if settings.workers == 1:
-        from keyproof.app import create_app
-
         uvicorn.run(create_app(settings), **options)
-        return
+        return 0
     os.environ.update(settings.as_environment())
     uvicorn.run(
-        "keyproof.app:create_app_from_environment",
+        "keyproof.server.app:create_app_from_environment",
         factory=True,
         workers=settings.workers,
         **options,
     )
+    return 0
 
 
 def keys_command(
@@ -120,11 +141,11 @@ def keys_command(
     action: str,
     *,
     publish_for: int = DEFAULT_PUBLISH_FOR,
-    clock: Callable[[], float] = time.time,
+    clock: Clock = time.time,
 ) -> None:
     """``show``, ``rotate`` (publish the next key before it signs) or ``retire`` the oldest.
 
-    ``retire`` waits :data:`~keyproof.keys.RETIRE_AFTER` seconds after the successor
+    ``retire`` waits :data:`~keyproof.server.keys.RETIRE_AFTER` seconds after the successor
     started signing, independent of ``settings``: the server that minted the tokens may
     have run with another ``token_ttl`` than this command sees.
     """
@@ -172,9 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = _settings(args)
         if args.command == "serve":
-            serve(settings)
-        else:
-            keys_command(settings, args.action, publish_for=args.publish_for)
+            return serve(settings)
+        keys_command(settings, args.action, publish_for=args.publish_for)
     except ConfigurationError as exc:
         print(f"keyproof: {exc.code}: {exc.description}", file=sys.stderr)
         return 2

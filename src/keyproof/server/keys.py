@@ -8,14 +8,12 @@ The file lives in the data directory with mode 0600 and is replaced atomically.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import json
 import logging
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,13 +29,13 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
+from keyproof._time import Clock
+from keyproof.crypto.encoding import encode_base64url, parse_base64url
 from keyproof.errors import ConfigurationError
-from keyproof.policy import MAX_TOKEN_LIFETIME
+from keyproof.tokens import MAX_TOKEN_LIFETIME, MAX_VERIFY_LEEWAY
 
 __all__ = [
-    "JWKS_MAX_AGE",
     "KEY_FILE_NAME",
-    "MAX_VERIFY_LEEWAY",
     "RETIRE_AFTER",
     "KeyFile",
     "KeySet",
@@ -46,10 +44,6 @@ __all__ = [
 ]
 
 KEY_FILE_NAME = "signing-keys.json"
-JWKS_MAX_AGE = 300
-"""Seconds a verifier may cache the JWKS (its ``Cache-Control: max-age``)."""
-MAX_VERIFY_LEEWAY = 60
-"""The largest ``exp`` leeway any keyproof verifier accepts (the guard refuses more)."""
 RETIRE_AFTER = MAX_TOKEN_LIFETIME + MAX_VERIFY_LEEWAY
 """Seconds after its successor starts signing before a key may be retired.
 
@@ -57,22 +51,14 @@ A bound that holds for every configuration: no token outlives the hard lifetime 
 no verifier accepts one longer than that plus its leeway, whatever ``token_ttl`` the
 server had when it signed, or the command runs with now.
 """
-logger = logging.getLogger("keyproof.keys")
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64url(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+logger = logging.getLogger("keyproof.server.keys")
 
 
 def jwk_thumbprint(public_jwk: dict[str, str]) -> str:
     """RFC 7638 thumbprint of an OKP key: SHA-256 over the required members, sorted."""
     members = {k: public_jwk[k] for k in ("crv", "kty", "x")}
     canonical = json.dumps(members, separators=(",", ":"), sort_keys=True)
-    return _b64url(hashlib.sha256(canonical.encode("ascii")).digest())
+    return encode_base64url(hashlib.sha256(canonical.encode("ascii")).digest())
 
 
 @dataclass(frozen=True)
@@ -96,7 +82,7 @@ class SigningKey:
         return {
             "kty": "OKP",
             "crv": "Ed25519",
-            "x": _b64url(raw),
+            "x": encode_base64url(raw),
             "kid": self.kid,
             "alg": "EdDSA",
             "use": "sig",
@@ -106,21 +92,24 @@ class SigningKey:
     def generate(cls, now: int, active_from: int | None = None) -> SigningKey:
         private = Ed25519PrivateKey.generate()
         raw = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        kid = jwk_thumbprint({"kty": "OKP", "crv": "Ed25519", "x": _b64url(raw)})
+        kid = jwk_thumbprint({"kty": "OKP", "crv": "Ed25519", "x": encode_base64url(raw)})
         return cls(kid, private, now, now if active_from is None else active_from)
 
     def to_record(self) -> dict[str, Any]:
         seed = self.private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
         return {
             "kid": self.kid,
-            "d": _b64url(seed),
+            "d": encode_base64url(seed),
             "created_at": self.created_at,
             "active_from": self.active_from,
         }
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> SigningKey:
-        private = Ed25519PrivateKey.from_private_bytes(_unb64url(record["d"]))
+        seed = parse_base64url(str(record["d"]), max_length=32)
+        if seed is None:
+            raise ValueError("d is not base64url")
+        private = Ed25519PrivateKey.from_private_bytes(seed)
         key = cls(
             str(record["kid"]), private, int(record["created_at"]), int(record["active_from"])
         )
@@ -132,7 +121,7 @@ class SigningKey:
 class KeySet:
     """Ordered signing keys, oldest first."""
 
-    def __init__(self, keys: list[SigningKey], clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, keys: list[SigningKey], clock: Clock = time.time) -> None:
         if not keys:
             raise ConfigurationError("invalid_key_file", "the key set is empty")
         self.keys = sorted(keys, key=lambda k: (k.active_from, k.created_at))
@@ -140,6 +129,10 @@ class KeySet:
 
     def __repr__(self) -> str:
         return f"KeySet(kids={[k.kid for k in self.keys]!r})"
+
+    def current(self) -> KeySet:
+        """A fixed set is its own key source (see :class:`KeyFile` for one that reloads)."""
+        return self
 
     def signing_key(self) -> SigningKey:
         """The newest key whose ``active_from`` has passed (the oldest if none has)."""
@@ -156,7 +149,7 @@ class KeySet:
     # -- persistence -------------------------------------------------------------------
 
     @classmethod
-    def load(cls, path: Path, clock: Callable[[], float] = time.time) -> KeySet:
+    def load(cls, path: Path, clock: Clock = time.time) -> KeySet:
         try:
             document = json.loads(path.read_text(encoding="utf-8"))
             keys = [SigningKey.from_record(r) for r in document["keys"]]
@@ -168,7 +161,7 @@ class KeySet:
         return cls(keys, clock)
 
     @classmethod
-    def load_or_create(cls, path: Path, clock: Callable[[], float] = time.time) -> KeySet:
+    def load_or_create(cls, path: Path, clock: Clock = time.time) -> KeySet:
         """Load the key file, creating it with one fresh key if it does not exist."""
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not path.exists():
@@ -243,9 +236,7 @@ class KeyFile:
     without a restart. The file is stat()ed at most once per ``interval``.
     """
 
-    def __init__(
-        self, path: Path, clock: Callable[[], float] = time.time, interval: float = 1.0
-    ) -> None:
+    def __init__(self, path: Path, clock: Clock = time.time, interval: float = 1.0) -> None:
         self.path = path
         self._clock = clock
         self._interval = interval

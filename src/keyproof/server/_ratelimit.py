@@ -24,8 +24,7 @@ import hashlib
 import ipaddress
 from dataclasses import dataclass
 
-from keyproof.config import Settings
-from keyproof.errors import RateLimited
+from keyproof.errors import RateLimitCode, RateLimited
 from keyproof.stores.base import Kind, Store
 
 __all__ = ["Limits", "RateLimiter", "digest"]
@@ -38,7 +37,7 @@ def digest(value: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """The numbers behind every limit; see :class:`~keyproof.config.Settings`."""
+    """The numbers behind every limit; see :class:`~keyproof.server.config.Settings`."""
 
     window: int = 60
     challenge_per_ip: int = 120
@@ -48,19 +47,6 @@ class Limits:
     outstanding_window: int = 300
     outstanding_per_account: int = 50
     outstanding_global: int = 200_000
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Limits:
-        return cls(
-            window=settings.rate_window,
-            challenge_per_ip=settings.challenge_limit_per_ip,
-            challenge_per_account=settings.challenge_limit_per_account,
-            failed_token_per_ip=settings.failed_token_limit_per_ip,
-            failed_token_per_account=settings.failed_token_limit_per_account,
-            outstanding_window=settings.challenge_ttl,
-            outstanding_per_account=settings.max_challenges_per_account,
-            outstanding_global=settings.max_challenges,
-        )
 
 
 class RateLimiter:
@@ -110,7 +96,9 @@ class RateLimiter:
                 f"fail:acct:{digest(account)}", window, self.limits.failed_token_per_account
             )
 
-    async def _count(self, key: str, window: int, limit: int, code: str = "rate_limited") -> None:
+    async def _count(
+        self, key: str, window: int, limit: int, code: RateLimitCode = "rate_limited"
+    ) -> None:
         if await self.store.hit(Kind.COUNTER, key, window) > limit:
             raise RateLimited(code, _DESCRIPTIONS[code], retry_after=window)
 
@@ -122,7 +110,7 @@ class RateLimiter:
             )
 
 
-_DESCRIPTIONS = {
+_DESCRIPTIONS: dict[RateLimitCode, str] = {
     "rate_limited": "too many requests",
     "too_many_challenges": "too many outstanding challenges",
 }

@@ -1,4 +1,5 @@
-"""Bounded JSON request bodies and the error response shape shared by every endpoint."""
+"""HTTP pieces shared by the issuer and resource servers: bounded JSON bodies, bearer
+credentials (RFC 6750 §2.1) and the error response shape of every endpoint."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 import urllib.parse
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse
 
 from keyproof.errors import (
@@ -19,7 +20,10 @@ from keyproof.errors import (
 )
 
 __all__ = [
+    "MAX_AUTHORIZATION_CHARS",
     "MAX_JSON_DEPTH",
+    "bearer_token",
+    "error_body",
     "error_response",
     "json_response",
     "read_form_or_json",
@@ -28,6 +32,7 @@ __all__ = [
 ]
 
 MAX_JSON_DEPTH = 8
+MAX_AUTHORIZATION_CHARS = 8200
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 FORM = "application/x-www-form-urlencoded"
 
@@ -36,13 +41,18 @@ def json_response(body: Any, status: int = 200, *, no_store: bool = False) -> JS
     return JSONResponse(body, status_code=status, headers=NO_STORE if no_store else None)
 
 
-def error_response(error: KeyproofError) -> JSONResponse:
+def error_body(error: KeyproofError) -> dict[str, str]:
     """The OAuth error shape with keyproof's stable code as ``reason``."""
-    body = {
+    return {
         "error": error.oauth_error,
         "reason": error.code,
         "error_description": error.description,
     }
+
+
+def error_response(error: KeyproofError) -> JSONResponse:
+    """:func:`error_body` as a JSON response, never cached, with ``Retry-After`` for 429/503."""
+    body = error_body(error)
     headers = dict(NO_STORE)
     if isinstance(error, RateLimited | Unavailable):
         headers["Retry-After"] = str(error.retry_after)
@@ -152,3 +162,28 @@ def string_field(body: dict[str, Any], name: str, *, required: bool = True) -> s
     if not isinstance(value, str):
         raise InvalidRequest("invalid_field", f"{name} must be a string")
     return value
+
+
+def bearer_token(conn: HTTPConnection) -> str | None:
+    """The token of the request's ``Authorization: Bearer`` header (RFC 6750 §2.1).
+
+    ``None`` when the request has no ``Authorization`` header or one of another scheme;
+    ``InvalidRequest`` for a token in the query string (§2.3 is not supported), two
+    ``Authorization`` headers, an oversized header or an empty token.
+    """
+    if "access_token" in conn.query_params:
+        raise InvalidRequest("not_supported", "send the token in the Authorization header only")
+    values = conn.headers.getlist("authorization")
+    if len(values) > 1:
+        raise InvalidRequest("invalid_field", "more than one Authorization header")
+    if not values:
+        return None
+    if len(values[0]) > MAX_AUTHORIZATION_CHARS:
+        raise InvalidRequest("invalid_field", "the Authorization header is too long")
+    scheme, _, token = values[0].strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    token = token.strip()
+    if not token:
+        raise InvalidRequest("missing_field", "empty bearer token")
+    return token  # its syntax is the token verifier's to judge

@@ -15,21 +15,23 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import time
 import urllib.parse
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from keyproof.config import Settings
+from keyproof._time import Clock
 from keyproof.errors import ClientAuthenticationFailed, TokenInvalid
-from keyproof.keys import KeySet
 from keyproof.stores.base import Kind, Store
-from keyproof.tokens import verify_access_token
+from keyproof.tokens import DEFAULT_LEEWAY, verify_access_token
 
-__all__ = ["INTROSPECTED_CLAIMS", "VERIFY_LEEWAY", "Revocation", "authenticate_client"]
+if TYPE_CHECKING:
+    from keyproof.server.service import KeySource
 
-VERIFY_LEEWAY = 30
-"""The leeway resource servers apply to ``exp``; a revocation outlives it."""
+__all__ = ["INTROSPECTED_CLAIMS", "IntrospectionClients", "Revocation"]
+
 INTROSPECTED_CLAIMS = ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "nbf", "jti")
 MAX_CREDENTIALS_CHARS = 1024
 
@@ -39,27 +41,30 @@ class Revocation:
 
     def __init__(
         self,
-        settings: Settings,
         store: Store,
-        keys: KeySet,
-        clock: Callable[[], float] = time.time,
+        keys: KeySource,
+        *,
+        issuer: str,
+        audiences: tuple[str, ...],
+        clock: Clock = time.time,
     ) -> None:
-        self.settings = settings
-        self.store = store
-        self.keys = keys
-        self.clock = clock
+        self._store = store
+        self._keys = keys
+        self._issuer = issuer
+        self._audiences = audiences
+        self._clock = clock
 
     def _verified(self, token: str, leeway: int) -> dict[str, Any]:
         """Claims of a token this server issued for one of its audiences, else raise."""
-        keys = self.keys.public_keys()
-        now = int(self.clock())
+        keys = self._keys.current().public_keys()
+        now = int(self._clock())
         failure = TokenInvalid("token_invalid", "token is for another audience")
-        for audience in self.settings.audiences:
+        for audience in self._audiences:
             try:
                 return verify_access_token(
                     token,
                     keys=keys,
-                    issuer=self.settings.issuer,
+                    issuer=self._issuer,
                     audience=audience,
                     now=now,
                     leeway=leeway,
@@ -71,14 +76,14 @@ class Revocation:
     async def revoke(self, token: str) -> None:
         """Revoke ``token`` if it is one of ours and still valid; silently ignore others."""
         try:
-            claims = self._verified(token, VERIFY_LEEWAY)
+            claims = self._verified(token, DEFAULT_LEEWAY)
         except TokenInvalid:
             return
-        remaining = int(claims["exp"]) + VERIFY_LEEWAY - int(self.clock())
-        await self.store.add(Kind.REVOKED, claims["jti"], b"1", max(remaining, 1))
+        remaining = int(claims["exp"]) + DEFAULT_LEEWAY - int(self._clock())
+        await self._store.add(Kind.REVOKED, claims["jti"], b"1", max(remaining, 1))
 
     async def is_revoked(self, jti: str) -> bool:
-        return await self.store.get(Kind.REVOKED, jti) is not None
+        return await self._store.get(Kind.REVOKED, jti) is not None
 
     async def introspect(self, token: str) -> dict[str, Any]:
         """The RFC 7662 response for ``token``: its claims if active, else only ``active``."""
@@ -93,12 +98,27 @@ class Revocation:
         return response
 
 
-def authenticate_client(settings: Settings, authorization: str | None) -> str:
-    """The client id from HTTP Basic credentials that match the configuration, else raise."""
-    client_id, secret = _basic_credentials(authorization)
-    if not settings.introspection_client_valid(client_id, secret):
-        raise ClientAuthenticationFailed("invalid_client", "client authentication failed")
-    return client_id
+class IntrospectionClients:
+    """Resource servers allowed to introspect: client id -> SHA-256 hex of its secret.
+
+    Only digests are configured, so the configuration holds no secret.
+    """
+
+    def __init__(self, digests: Mapping[str, str]) -> None:
+        self._digests = dict(digests)
+
+    def __repr__(self) -> str:
+        return f"IntrospectionClients({sorted(self._digests)!r})"
+
+    def authenticate(self, authorization: str | None) -> str:
+        """The client id of HTTP Basic credentials that match, else ``invalid_client``."""
+        client_id, secret = _basic_credentials(authorization)
+        expected = self._digests.get(client_id, "0" * 64)
+        presented = hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+        matches = hmac.compare_digest(presented.encode(), expected.encode())
+        if not (matches and client_id in self._digests):
+            raise ClientAuthenticationFailed("invalid_client", "client authentication failed")
+        return client_id
 
 
 def _basic_credentials(authorization: str | None) -> tuple[str, str]:

@@ -1,4 +1,4 @@
-"""Which scopes an account may be granted, and for how long (DESIGN §3).
+"""Which scopes an account may be granted, and for how long (specs/protocol.md §4).
 
 A scope is ``namespace:name``. The policy lists every scope the deployment knows;
 grants name known scopes or, where the policy says so, ``namespace:*``. Matching is
@@ -15,12 +15,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from keyproof.accounts import families, parse_account
+from keyproof.accounts import canonical_account, families
 from keyproof.errors import ConfigurationError, InvalidAccount, InvalidScope
+from keyproof.tokens import MAX_TOKEN_LIFETIME
 
-__all__ = ["MAX_TOKEN_LIFETIME", "Policy", "parse_scope_string"]
+__all__ = ["Policy", "parse_scope_string"]
 
-MAX_TOKEN_LIFETIME = 3600
 SCOPE_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}:[a-z0-9][a-z0-9_.-]{0,63}")
 GRANT_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}:(\*|[a-z0-9][a-z0-9_.-]{0,63})")
 MAX_SCOPES = 32
@@ -129,11 +129,9 @@ def _check_namespaces(namespaces: Iterable[str]) -> None:
 
 def _check_account_id(account_id: str) -> None:
     """Refuse anything but a canonical id: any other spelling would never match a ``sub``."""
-    # Chains allowed to sign in are a setting, checked at sign-in; any chain of the
-    # id's own namespace is acceptable here.
-    own = frozenset({account_id.split(":", 1)[0], ":".join(account_id.split(":", 2)[:2])})
+    # Chains allowed to sign in are a setting, checked against the policy at startup.
     try:
-        account = parse_account(account_id, allowed_chains=own)
+        account = canonical_account(account_id)
     except InvalidAccount as exc:
         raise ConfigurationError(
             "invalid_policy", f"policy.accounts: {account_id[:80]!r}: {exc.description}"

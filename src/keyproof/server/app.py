@@ -1,12 +1,12 @@
-"""The HTTP API (DESIGN §5): a thin adapter from JSON requests to ``Service``."""
+"""The HTTP API (specs/protocol.md §6): a thin adapter from JSON requests to the service."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, Final
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -15,10 +15,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from keyproof._httpio import (
+    bearer_token,
+    error_response,
+    json_response,
+    read_form_or_json,
+    read_json_object,
+    string_field,
+)
+from keyproof._time import Clock
 from keyproof.accounts import families
-from keyproof.action_requests import verify_action_request
-from keyproof.clientip import ClientIpResolver
-from keyproof.config import Settings
 from keyproof.errors import (
     ClientAuthenticationFailed,
     InsufficientScope,
@@ -29,37 +35,53 @@ from keyproof.errors import (
     TokenInvalid,
     Unavailable,
 )
-from keyproof.httpio import (
-    error_response,
-    json_response,
-    read_form_or_json,
-    read_json_object,
-    string_field,
-)
-from keyproof.keys import JWKS_MAX_AGE, KEY_FILE_NAME, KeyFile, KeySet
-from keyproof.logs import RequestIdMiddleware
-from keyproof.metrics import ERROR_CODE_SCOPE_KEY, Metrics, MetricsMiddleware
-from keyproof.revocation import Revocation, authenticate_client
-from keyproof.service import Service
-from keyproof.stores import open_store
+from keyproof.server._clientip import ClientIpResolver
+from keyproof.server._logs import RequestIdMiddleware
+from keyproof.server._metrics import ERROR_CODE_SCOPE_KEY, Metrics
+from keyproof.server.components import Components, build_components
+from keyproof.server.config import Settings
+from keyproof.server.keys import KeySet
 from keyproof.stores.base import Store
+from keyproof.tokens import JWKS_MAX_AGE
 
-__all__ = ["create_app", "create_app_from_environment"]
+__all__ = ["ROUTES", "create_app", "create_app_from_environment"]
+
+ROUTES: Final = (
+    ("/v1/challenge", "challenge", "POST"),
+    ("/v1/token", "token", "POST"),
+    ("/v1/revoke", "revoke", "POST"),
+    ("/v1/introspect", "introspect", "POST"),
+    ("/v1/actions/verify", "verify_action", "POST"),
+    ("/.well-known/jwks.json", "jwks", "GET"),
+    ("/.well-known/oauth-authorization-server", "metadata", "GET"),
+    ("/healthz", "healthz", "GET"),
+    ("/readyz", "readyz", "GET"),
+    ("/metrics", "metrics_text", "GET"),
+)
+"""``(path, handler, method)`` of every endpoint."""
 
 
 class Endpoints:
-    """Request handlers bound to one service instance."""
+    """Request handlers; their components are wired once, when the app starts."""
 
-    def __init__(self, settings: Settings, service: Callable[[], Service]) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
-        self._service = service
+        self.metrics = metrics
         self.client_ip = ClientIpResolver(settings.trusted_proxies, settings.forwarded_header)
-        self.metrics: Metrics | None = None
-        self.key_file: KeyFile | None = None
+        self._components: Components | None = None
+
+    def start(self, components: Components) -> None:
+        self._components = components
+
+    @property
+    def components(self) -> Components:
+        if self._components is None:  # a request before startup finished
+            raise Unavailable("store_unavailable", "the server is starting")
+        return self._components
 
     async def challenge(self, request: Request) -> Response:
         body = await read_json_object(request, self.settings.max_body_bytes)
-        challenge = await self._service().challenge(
+        challenge = await self.components.service.challenge(
             account=_required(body, "account"),
             scope=string_field(body, "scope", required=False),
             audience=string_field(body, "audience", required=False),
@@ -80,7 +102,7 @@ class Endpoints:
 
     async def token(self, request: Request) -> Response:
         body = await read_json_object(request, self.settings.max_body_bytes)
-        token = await self._service().redeem(
+        token = await self.components.service.redeem(
             _required(body, "message"),
             _required(body, "signature"),
             client_ip=self.client_ip(request.scope),
@@ -97,37 +119,34 @@ class Endpoints:
 
     async def jwks(self, request: Request) -> Response:
         return JSONResponse(
-            self._service().keys.jwks(),
+            self.components.keys.current().jwks(),
             headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"},
         )
 
-    def _revocation(self) -> Revocation:
-        service = self._service()
-        return Revocation(self.settings, service.store, service.keys, service.clock)
-
     async def revoke(self, request: Request) -> Response:
         body = await read_form_or_json(request, self.settings.max_body_bytes)
-        await self._revocation().revoke(_required(body, "token"))
+        await self.components.revocation.revoke(_required(body, "token"))
         return json_response({}, no_store=True)
 
     async def introspect(self, request: Request) -> Response:
+        clients = self.components.introspection_clients
         try:
-            authenticate_client(self.settings, request.headers.get("authorization"))
+            clients.authenticate(request.headers.get("authorization"))
         except ClientAuthenticationFailed as exc:
             return _challenged(request, exc, 'Basic realm="keyproof introspection"')
         body = await read_form_or_json(request, self.settings.max_body_bytes)
-        return json_response(
-            await self._revocation().introspect(_required(body, "token")), no_store=True
-        )
+        active = await self.components.revocation.introspect(_required(body, "token"))
+        return json_response(active, no_store=True)
 
     async def verify_action(self, request: Request) -> Response:
+        try:
+            token = bearer_token(request)
+        except InvalidRequest as exc:
+            return _challenged(request, exc, 'Bearer error="invalid_request"')
         body = await read_json_object(request, self.settings.max_body_bytes)
         try:
-            verified = await verify_action_request(
-                self._service(),
-                request.headers.get("authorization"),
-                body,
-                client_ip=self.client_ip(request.scope),
+            verified = await self.components.actions.verify(
+                token, body, client_ip=self.client_ip(request.scope)
             )
         except TokenInvalid as exc:
             return _challenged(request, exc, 'Bearer error="invalid_token"')
@@ -163,14 +182,14 @@ class Endpoints:
 
     async def readyz(self, request: Request) -> Response:
         """Ready when the store answers and the key file reloads; else 503 + ``Retry-After``."""
-        await self._service().store.ping()
-        if self.key_file is not None and self.key_file.reload_error is not None:
+        await self.components.store.ping()
+        self.components.keys.current()  # picks up a rewritten key file, as a request would
+        key_file = self.components.key_file
+        if key_file is not None and key_file.reload_error is not None:
             raise Unavailable("keys_unavailable", "the signing-key file cannot be reloaded")
         return JSONResponse({"status": "ready"}, headers={"Cache-Control": "no-store"})
 
     async def metrics_text(self, request: Request) -> Response:
-        if self.metrics is None:
-            raise NotFound("not_found", "no such endpoint")
         body, content_type = self.metrics.render()
         return Response(body, media_type=content_type, headers={"Cache-Control": "no-store"})
 
@@ -210,59 +229,28 @@ def create_app(
     *,
     store: Store | None = None,
     keys: KeySet | None = None,
-    clock: Callable[[], float] = time.time,
+    clock: Clock = time.time,
 ) -> Starlette:
     """Build the ASGI app. Store and keys are opened at startup unless given."""
-    state: dict[str, Service] = {}
-    reloading: dict[str, KeyFile] = {}
-
-    def current_service() -> Service:
-        service = state["service"]
-        if "file" in reloading:
-            # `keyproof keys rotate/retire` rewrite the file; pick it up without a restart.
-            service.keys = reloading["file"].current()
-        return service
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        opened = store or open_store(settings.store)
-        if keys is None:
-            reloading["file"] = endpoints.key_file = KeyFile(
-                settings.data_dir / KEY_FILE_NAME, clock
-            )
-        key_set = keys or reloading["file"].current()
-        state["service"] = Service(settings, opened, key_set, clock)
+        components = build_components(settings, store=store, keys=keys, clock=clock)
+        endpoints.start(components)
         try:
             yield
         finally:
-            state["service"].audit.close()
+            components.audit.close()
             if store is None:
-                await opened.close()
+                await components.store.close()
 
-    endpoints = Endpoints(settings, current_service)
-    routes = [
-        Route("/v1/challenge", endpoints.challenge, methods=["POST"]),
-        Route("/v1/token", endpoints.token, methods=["POST"]),
-        Route("/v1/revoke", endpoints.revoke, methods=["POST"]),
-        Route("/v1/introspect", endpoints.introspect, methods=["POST"]),
-        Route("/v1/actions/verify", endpoints.verify_action, methods=["POST"]),
-        Route("/.well-known/jwks.json", endpoints.jwks, methods=["GET"]),
-        Route("/.well-known/oauth-authorization-server", endpoints.metadata, methods=["GET"]),
-        Route("/healthz", endpoints.healthz, methods=["GET"]),
-        Route("/readyz", endpoints.readyz, methods=["GET"]),
-        Route("/metrics", endpoints.metrics_text, methods=["GET"]),
-    ]
-    endpoints.metrics = Metrics(route.path for route in routes)
+    metrics = Metrics(path for path, _, _ in ROUTES)
+    endpoints = Endpoints(settings, metrics)
     return Starlette(
-        routes=routes,
+        routes=[Route(path, getattr(endpoints, name), methods=[m]) for path, name, m in ROUTES],
         lifespan=lifespan,
         middleware=[
-            Middleware(
-                RequestIdMiddleware,
-                paths=endpoints.metrics.endpoints,
-                client_ip=endpoints.client_ip,
-            ),
-            Middleware(MetricsMiddleware, metrics=endpoints.metrics),
+            Middleware(RequestIdMiddleware, metrics=metrics, client_ip=endpoints.client_ip),
         ],
         exception_handlers={KeyproofError: _keyproof_error, HTTPException: _http_error},
     )

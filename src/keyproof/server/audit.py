@@ -20,34 +20,29 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from keyproof.config import Settings
-from keyproof.logs import current_request_id
-from keyproof.ratelimit import digest
+from keyproof._time import Clock
+from keyproof.server._logs import current_request_id
+from keyproof.server._ratelimit import digest
 
 __all__ = ["AUDIT_FILE_NAME", "AuditLog", "Outcome"]
 
 AUDIT_FILE_NAME = "audit.jsonl"
 Outcome = Literal["success", "refused"]
-_log = logging.getLogger("keyproof.audit")
+_log = logging.getLogger("keyproof.server.audit")
 
 
 class AuditLog:
     """Appends decisions to ``path`` as JSON lines; the file is opened on first use."""
 
-    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, path: Path, clock: Clock = time.time) -> None:
         self.path = path
         self._clock = clock
         self._fd: int | None = None
         self._lock = threading.Lock()
-
-    @classmethod
-    def for_settings(cls, settings: Settings, clock: Callable[[], float] = time.time) -> AuditLog:
-        return cls(settings.audit_log or settings.data_dir / AUDIT_FILE_NAME, clock)
 
     def record(
         self,

@@ -3,9 +3,10 @@
 :class:`RequestIdMiddleware` gives each HTTP request an id (the caller's
 ``X-Request-ID`` when it is a short token of safe characters, else a fresh one),
 returns it in the ``X-Request-ID`` response header, makes it visible to every log
-line and audit entry written while the request runs, and writes one access line
-per request. The access line names the route, never the raw URL: a query string or
-an unknown path may carry a token that a client misplaced, so neither is logged.
+line and audit entry written while the request runs, and writes one access line and
+one metrics observation per request. The access line names the route, never the raw
+URL: a query string or an unknown path may carry a token that a client misplaced, so
+neither is logged.
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:  # prometheus-client is the server extra's; the CLI imports this module
+    from keyproof.server._metrics import Metrics
 
 __all__ = [
     "JsonFormatter",
@@ -64,17 +68,18 @@ class JsonFormatter(logging.Formatter):
 
 
 class RequestIdMiddleware:
-    """Pure ASGI: request id in context and response header, one access log line."""
+    """Pure ASGI: request id in context and response header, one access log line, and
+    the request counted in the app's :class:`~keyproof.server._metrics.Metrics`."""
 
     def __init__(
         self,
         app: ASGIApp,
         *,
-        paths: Iterable[str],
+        metrics: Metrics,
         client_ip: Callable[[Scope], str] | None = None,
     ) -> None:
         self.app = app
-        self._paths = frozenset(paths)
+        self._metrics = metrics
         self._client_ip = client_ip
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -98,14 +103,16 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            self._log_access(scope, status, time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            self._log_access(scope, status, seconds)
+            self._metrics.observe_request(scope, status, seconds)
             _request_id.reset(token)
 
     def _log_access(self, scope: Scope, status: int, seconds: float) -> None:
         fields = {
             "request_id": _request_id.get(),
             "method": scope.get("method"),
-            "path": path if (path := str(scope.get("path"))) in self._paths else "other",
+            "path": self._metrics.endpoint(str(scope.get("path"))),
             "status": status,
             "duration_ms": round(seconds * 1000, 3),
         }
