@@ -151,7 +151,9 @@ def test_unit(node_modules: Path):
     node_test("test/unit/", {})
 
 
-@pytest.mark.parametrize("suite", sorted(p.name for p in (CLIENT / "test" / "interop").glob("*.js")))
+@pytest.mark.parametrize(
+    "suite", sorted(p.name for p in (CLIENT / "test" / "interop").glob("*.test.js"))
+)
 def test_interop(node_modules: Path, keyproof: KeyproofServer, suite: str):
     node_test(f"test/interop/{suite}", {"KEYPROOF_URL": keyproof.url})
 
