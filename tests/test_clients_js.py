@@ -158,10 +158,14 @@ def test_interop(node_modules: Path, keyproof: KeyproofServer, suite: str):
     node_test(f"test/interop/{suite}", {"KEYPROOF_URL": keyproof.url})
 
 
-def test_type_declarations_compile(node_modules: Path):
-    tsc = node_modules / ".bin" / "tsc"
+@pytest.mark.parametrize(
+    "command",
+    [["tsc", "-p", "test/types"], ["prettier", "--check", "src", "test", "../../examples/web"]],
+    ids=["type_declarations_compile", "sources_are_formatted"],
+)
+def test_static_check(node_modules: Path, command: list[str]):
     result = subprocess.run(
-        [str(tsc), "-p", "test/types"],
+        [str(node_modules / ".bin" / command[0]), *command[1:]],
         cwd=CLIENT,
         capture_output=True,
         text=True,

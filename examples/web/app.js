@@ -11,7 +11,8 @@ $("issuer").textContent = issuer;
 function solanaWallet() {
   const usable = (wallet) =>
     wallet.chains.includes("solana:mainnet") &&
-    ("solana:signIn" in wallet.features || "solana:signMessage" in wallet.features);
+    ("solana:signIn" in wallet.features ||
+      "solana:signMessage" in wallet.features);
   return getWallets().get().find(usable);
 }
 
@@ -25,7 +26,8 @@ async function run(signIn) {
     $("session").hidden = false;
   } catch (error) {
     $("session").hidden = true;
-    $("error").textContent = `Sign-in failed: ${error.reason ? `${error.reason}: ` : ""}${error.message}`;
+    $("error").textContent =
+      `Sign-in failed: ${error.reason ? `${error.reason}: ` : ""}${error.message}`;
     $("error").hidden = false;
   }
 }

@@ -140,7 +140,10 @@ export declare function signInWithSolana(
 export declare function signIn(options: SignInOptions & { signer: Signer }): Promise<Session>;
 
 export declare function eip1193Signer(provider: Eip1193Provider): Signer;
-export declare function walletStandardSigner(wallet: WalletStandardWallet, cluster?: string): Signer;
+export declare function walletStandardSigner(
+  wallet: WalletStandardWallet,
+  cluster?: string,
+): Signer;
 /** The SolanaSignInInput of a Sign In With Solana text. */
 export declare function signInInput(text: string): SolanaSignInInput;
 
@@ -148,7 +151,12 @@ export declare function signInInput(text: string): SolanaSignInInput;
 export declare function discover(
   issuer: string,
   options?: { fetch?: FetchLike },
-): Promise<{ issuer: string; challenge_endpoint: string; token_endpoint: string; [member: string]: unknown }>;
+): Promise<{
+  issuer: string;
+  challenge_endpoint: string;
+  token_endpoint: string;
+  [member: string]: unknown;
+}>;
 
 /** `POST /v1/challenge`. `origin` names a relying party for a backend asking on its page's behalf. */
 export declare function requestChallenge(

@@ -117,7 +117,9 @@ function ethereumAddress(secret) {
   const publicKey = secp256k1.getPublicKey(secret, false);
   const hex = toHex(keccak_256(publicKey.slice(1)).slice(-20));
   const hash = toHex(keccak_256(encoder.encode(hex)));
-  const checksummed = [...hex].map((c, i) => (Number.parseInt(hash[i], 16) >= 8 ? c.toUpperCase() : c));
+  const checksummed = [...hex].map((c, i) =>
+    Number.parseInt(hash[i], 16) >= 8 ? c.toUpperCase() : c,
+  );
   return "0x" + checksummed.join("");
 }
 

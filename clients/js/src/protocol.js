@@ -23,7 +23,11 @@ export async function signIn({ issuer, signer, scope, audience, fetch = defaultF
   const metadata = await discover(issuer, { fetch });
   const request = { scope: Array.isArray(scope) ? scope.join(" ") : scope, audience };
   const obtain = async () => {
-    const challenge = await requestChallenge(metadata, { ...request, account: await signer.account() }, fetch);
+    const challenge = await requestChallenge(
+      metadata,
+      { ...request, account: await signer.account() },
+      fetch,
+    );
     const signed = await signer.sign(challenge);
     const grant = await call(fetch, metadata.token_endpoint, postJson(signed));
     return { ...grant, account: challenge.account };
@@ -82,7 +86,10 @@ async function call(fetch, url, init) {
   if (refused) throw refused;
   const body = await response.json().catch(() => null);
   if (!response.ok || body === null || typeof body !== "object" || Array.isArray(body)) {
-    throw unexpectedResponse(`unexpected answer from ${url} (status ${response.status})`, response.status);
+    throw unexpectedResponse(
+      `unexpected answer from ${url} (status ${response.status})`,
+      response.status,
+    );
   }
   return body;
 }

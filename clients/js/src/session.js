@@ -18,7 +18,12 @@ export class Session {
   #renewing = null;
 
   /** Use the signIn* functions; this is not called directly. */
-  constructor({ obtain, fetch, now = () => Date.now() / 1000, renewBefore = DEFAULT_RENEW_BEFORE }) {
+  constructor({
+    obtain,
+    fetch,
+    now = () => Date.now() / 1000,
+    renewBefore = DEFAULT_RENEW_BEFORE,
+  }) {
     this.#obtain = obtain;
     this.#fetch = fetch;
     this.#now = now;

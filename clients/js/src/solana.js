@@ -34,14 +34,20 @@ export function walletStandardSigner(wallet, cluster = "mainnet") {
   return {
     async account() {
       account = wallet.accounts[0];
-      if (!account) ({ accounts: [account] } = await feature(wallet, "standard:connect").connect());
+      if (!account)
+        ({
+          accounts: [account],
+        } = await feature(wallet, "standard:connect").connect());
       if (!account) throw new TypeError("the wallet shared no account");
       return `solana:${cluster}:${account.address}`;
     },
     async sign(challenge) {
       if (wallet.features["solana:signIn"]) {
         const [out] = await wallet.features["solana:signIn"].signIn(signInInput(challenge.message));
-        return { message: new TextDecoder().decode(out.signedMessage), signature: base58.encode(out.signature) };
+        return {
+          message: new TextDecoder().decode(out.signedMessage),
+          signature: base58.encode(out.signature),
+        };
       }
       const message = new TextEncoder().encode(challenge.message);
       const [out] = await feature(wallet, "solana:signMessage").signMessage({ account, message });

@@ -50,7 +50,8 @@ async function openPage(url, { withSignIn = true } = {}) {
   });
   const answers = [];
   page.on("response", (response) => {
-    if (response.url() === `${KEYPROOF_URL}/v1/token` && response.ok()) answers.push(response.json());
+    if (response.url() === `${KEYPROOF_URL}/v1/token` && response.ok())
+      answers.push(response.json());
   });
   const tokens = async () => (await Promise.all(answers)).map((answer) => answer.access_token);
   const challenged = [];
@@ -61,9 +62,14 @@ async function openPage(url, { withSignIn = true } = {}) {
   page.on("request", (request) => {
     if (request.url() === `${KEYPROOF_URL}/v1/token`) redeemed.push(request.postDataJSON().message);
   });
-  const messages = async () => ({ challenged: (await Promise.all(challenged)).map((c) => c.message), redeemed });
+  const messages = async () => ({
+    challenged: (await Promise.all(challenged)).map((c) => c.message),
+    redeemed,
+  });
   page.on("pageerror", (error) => console.error("page error:", error.message));
-  await page.goto(`${url}/examples/web/?issuer=${encodeURIComponent(KEYPROOF_URL)}&scope=profile:read`);
+  await page.goto(
+    `${url}/examples/web/?issuer=${encodeURIComponent(KEYPROOF_URL)}&scope=profile:read`,
+  );
   return { page, wallets, tokens, messages };
 }
 
@@ -131,7 +137,9 @@ test("the page from an origin keyproof does not list shows an error", { skip }, 
 });
 
 test("the README's browser snippet runs as written", { skip }, async () => {
-  const blocks = [...readFileSync(README, "utf8").matchAll(/^```js\n(.*?)^```$/gms)].map((m) => m[1]);
+  const blocks = [...readFileSync(README, "utf8").matchAll(/^```js\n(.*?)^```$/gms)].map(
+    (m) => m[1],
+  );
   assert.equal(blocks.length, 1, "README.md has one js block");
   const { page, wallets, tokens } = await openPage(PAGE_URL);
   const printed = new Promise((resolve) =>

@@ -18,9 +18,11 @@ export function createWallets() {
     solanaPublicKey: solana.publicKey,
     async expose(page) {
       await page.exposeFunction("__ethereumWallet", async (method, params) => {
-        if (method === "eth_requestAccounts" || method === "eth_accounts") return [ethereum.address];
+        if (method === "eth_requestAccounts" || method === "eth_accounts")
+          return [ethereum.address];
         if (method === "eth_chainId") return "0x1";
-        if (method === "personal_sign") return ethereum.signMessage({ message: { raw: params[0] } });
+        if (method === "personal_sign")
+          return ethereum.signMessage({ message: { raw: params[0] } });
         throw new Error(`unsupported method ${method}`);
       });
       await page.exposeFunction("__solanaSignMessage", (bytes) => sign(bytes));
@@ -36,10 +38,12 @@ export function createWallets() {
 /** Runs in the page before its scripts (Playwright `addInitScript`). */
 export function installWallets({ solanaAddress, solanaPublicKey, withSignIn }) {
   const refuseForeignDomain = (domain) => {
-    if (domain !== location.host) throw new Error(`message domain ${domain} is not this page's ${location.host}`);
+    if (domain !== location.host)
+      throw new Error(`message domain ${domain} is not this page's ${location.host}`);
   };
   const firstWord = (text) => text.slice(0, text.indexOf(" "));
-  const hexText = (hex) => new TextDecoder().decode(Uint8Array.from(hex.slice(2).match(/../g), (h) => parseInt(h, 16)));
+  const hexText = (hex) =>
+    new TextDecoder().decode(Uint8Array.from(hex.slice(2).match(/../g), (h) => parseInt(h, 16)));
 
   window.ethereum = {
     async request({ method, params = [] }) {
@@ -49,7 +53,12 @@ export function installWallets({ solanaAddress, solanaPublicKey, withSignIn }) {
   };
 
   const chains = ["solana:mainnet"];
-  const account = { address: solanaAddress, publicKey: Uint8Array.from(solanaPublicKey), chains, features: [] };
+  const account = {
+    address: solanaAddress,
+    publicKey: Uint8Array.from(solanaPublicKey),
+    chains,
+    features: [],
+  };
   let accounts = [];
   const features = {
     "standard:connect": {
@@ -61,7 +70,12 @@ export function installWallets({ solanaAddress, solanaPublicKey, withSignIn }) {
       version: "1.0.0",
       signMessage: async ({ message }) => {
         refuseForeignDomain(firstWord(new TextDecoder().decode(message)));
-        return [{ signedMessage: message, signature: Uint8Array.from(await window.__solanaSignMessage(Array.from(message))) }];
+        return [
+          {
+            signedMessage: message,
+            signature: Uint8Array.from(await window.__solanaSignMessage(Array.from(message))),
+          },
+        ];
       },
     },
   };
@@ -72,7 +86,13 @@ export function installWallets({ solanaAddress, solanaPublicKey, withSignIn }) {
         refuseForeignDomain(input.domain);
         const out = await window.__solanaSignIn(input);
         accounts = [account];
-        return [{ account, signedMessage: Uint8Array.from(out.signedMessage), signature: Uint8Array.from(out.signature) }];
+        return [
+          {
+            account,
+            signedMessage: Uint8Array.from(out.signedMessage),
+            signature: Uint8Array.from(out.signature),
+          },
+        ];
       },
     };
   }

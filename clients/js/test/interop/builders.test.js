@@ -80,6 +80,8 @@ test("the Wallet Standard's createSignInMessageText writes keyproof's text", { s
   const defined = (input) => JSON.parse(JSON.stringify(input));
   assert.deepEqual(signInInput(issued.message), defined(parseSignInMessageText(issued.message)));
   assert.equal(createSignInMessageText(signInInput(issued.message)), issued.message);
-  const signature = base58.encode(nacl.sign.detached(new TextEncoder().encode(issued.message), keys.secretKey));
+  const signature = base58.encode(
+    nacl.sign.detached(new TextEncoder().encode(issued.message), keys.secretKey),
+  );
   assert.equal((await redeem(issued.message, signature)).status, 200);
 });

@@ -21,11 +21,19 @@ const bytes = (text) => new TextEncoder().encode(text);
 const SIGNERS = {
   "ethers v6 Wallet.signMessage": async () => {
     const wallet = Wallet.createRandom();
-    return { account: `eip155:1:${wallet.address}`, sign: (m) => wallet.signMessage(m), alphabet: HEX };
+    return {
+      account: `eip155:1:${wallet.address}`,
+      sign: (m) => wallet.signMessage(m),
+      alphabet: HEX,
+    };
   },
   "viem signMessage": async () => {
     const account = privateKeyToAccount(generatePrivateKey());
-    return { account: `eip155:1:${account.address}`, sign: (m) => account.signMessage({ message: m }), alphabet: HEX };
+    return {
+      account: `eip155:1:${account.address}`,
+      sign: (m) => account.signMessage({ message: m }),
+      alphabet: HEX,
+    };
   },
   "@solana/web3.js Keypair with tweetnacl sign.detached": async () => {
     const keypair = Keypair.generate();
@@ -47,16 +55,20 @@ const SIGNERS = {
 };
 
 for (const [name, create] of Object.entries(SIGNERS)) {
-  test(`a challenge signed by ${name} is redeemed; a tampered signature is not`, { skip }, async () => {
-    const { account, sign, alphabet } = await create();
-    const issued = await challenge(account, "profile:read");
-    const signature = await sign(issued.message);
-    const forged = tamper(signature, 20, alphabet);
-    const refused = await redeem(issued.message, forged);
-    assert.equal(refused.status, 401);
-    assert.equal(refused.body.reason, "signature_invalid");
-    const accepted = await redeem(issued.message, signature);
-    assert.equal(accepted.status, 200, JSON.stringify(accepted.body));
-    assert.equal(accepted.body.scope, "profile:read");
-  });
+  test(
+    `a challenge signed by ${name} is redeemed; a tampered signature is not`,
+    { skip },
+    async () => {
+      const { account, sign, alphabet } = await create();
+      const issued = await challenge(account, "profile:read");
+      const signature = await sign(issued.message);
+      const forged = tamper(signature, 20, alphabet);
+      const refused = await redeem(issued.message, forged);
+      assert.equal(refused.status, 401);
+      assert.equal(refused.body.reason, "signature_invalid");
+      const accepted = await redeem(issued.message, signature);
+      assert.equal(accepted.status, 200, JSON.stringify(accepted.body));
+      assert.equal(accepted.body.scope, "profile:read");
+    },
+  );
 }

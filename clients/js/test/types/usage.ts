@@ -16,12 +16,20 @@ declare const wallet: WalletStandardWallet;
 
 export async function app(issuer: string): Promise<string> {
   const session: Session = await signInWithEthereum({ issuer, provider, scope: "profile:read" });
-  const solana = await signInWithSolana({ issuer, wallet, scope: ["profile:read"], cluster: "devnet" });
+  const solana = await signInWithSolana({
+    issuer,
+    wallet,
+    scope: ["profile:read"],
+    cluster: "devnet",
+  });
   try {
-    const response: Response = await session.fetch("https://api.example/profile", { method: "GET" });
+    const response: Response = await session.fetch("https://api.example/profile", {
+      method: "GET",
+    });
     return `${session.account} ${solana.scopes.join(",")} ${response.status} ${session.expiresAt}`;
   } catch (error) {
-    if (error instanceof KeyproofError) return `${error.status} ${error.reason} ${error.retryAfter ?? ""}`;
+    if (error instanceof KeyproofError)
+      return `${error.status} ${error.reason} ${error.retryAfter ?? ""}`;
     throw error;
   }
 }
