@@ -67,8 +67,6 @@ def relying_parties(value: Any) -> tuple[RelyingParty, ...]:
             value = json.loads(value)
         except ValueError:
             raise _invalid("relying_parties must be a JSON array of objects") from None
-    if isinstance(value, RelyingParty):
-        value = [value]
     if not isinstance(value, list | tuple):
         raise _invalid("relying_parties must be an array of {origin, domain, uri} tables")
     parties = tuple(_party(entry) for entry in value)
