@@ -33,11 +33,10 @@ export function walletStandardSigner(wallet, cluster = "mainnet") {
   let account;
   return {
     async account() {
-      account = wallet.accounts[0];
-      if (!account)
-        ({
-          accounts: [account],
-        } = await feature(wallet, "standard:connect").connect());
+      const accounts = wallet.accounts.length
+        ? wallet.accounts
+        : (await feature(wallet, "standard:connect").connect()).accounts;
+      account = accounts[0];
       if (!account) throw new TypeError("the wallet shared no account");
       return `solana:${cluster}:${account.address}`;
     },
