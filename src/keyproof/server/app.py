@@ -36,6 +36,7 @@ from keyproof.errors import (
     Unavailable,
 )
 from keyproof.server._clientip import ClientIpResolver
+from keyproof.server._cors import CorsMiddleware
 from keyproof.server._logs import RequestIdMiddleware
 from keyproof.server._metrics import ERROR_CODE_SCOPE_KEY, Metrics
 from keyproof.server.components import Components, build_components
@@ -44,7 +45,7 @@ from keyproof.server.keys import KeySet
 from keyproof.stores.base import Store
 from keyproof.tokens import JWKS_MAX_AGE
 
-__all__ = ["ROUTES", "create_app", "create_app_from_environment"]
+__all__ = ["BROWSER_ROUTES", "ROUTES", "create_app", "create_app_from_environment"]
 
 ROUTES: Final = (
     ("/v1/challenge", "challenge", "POST"),
@@ -59,6 +60,16 @@ ROUTES: Final = (
     ("/metrics", "metrics_text", "GET"),
 )
 """``(path, handler, method)`` of every endpoint."""
+BROWSER_ROUTES: Final = frozenset(
+    {
+        "/v1/challenge",
+        "/v1/token",
+        "/v1/revoke",
+        "/.well-known/jwks.json",
+        "/.well-known/oauth-authorization-server",
+    }
+)
+"""Paths a browser app may call from a ``cors_origins`` origin (specs/protocol.md §6.1)."""
 
 
 class Endpoints:
@@ -86,6 +97,8 @@ class Endpoints:
             scope=string_field(body, "scope", required=False),
             audience=string_field(body, "audience", required=False),
             client_ip=self.client_ip(request.scope),
+            origin=string_field(body, "origin", required=False),
+            browser_origin=request.headers.get("origin"),
         )
         return json_response(
             {
@@ -246,12 +259,15 @@ def create_app(
 
     metrics = Metrics(path for path, _, _ in ROUTES)
     endpoints = Endpoints(settings, metrics)
+    middleware = [Middleware(RequestIdMiddleware, metrics=metrics, client_ip=endpoints.client_ip)]
+    if settings.cors_origins:
+        browser = {path: method for path, _, method in ROUTES if path in BROWSER_ROUTES}
+        origins = frozenset(settings.cors_origins)
+        middleware.append(Middleware(CorsMiddleware, origins=origins, routes=browser))
     return Starlette(
         routes=[Route(path, getattr(endpoints, name), methods=[m]) for path, name, m in ROUTES],
         lifespan=lifespan,
-        middleware=[
-            Middleware(RequestIdMiddleware, metrics=metrics, client_ip=endpoints.client_ip),
-        ],
+        middleware=middleware,
         exception_handlers={KeyproofError: _keyproof_error, HTTPException: _http_error},
     )
 

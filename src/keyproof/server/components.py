@@ -52,6 +52,7 @@ def _sign_in_config(settings: Settings) -> SignInConfig:
         token_ttl=settings.token_ttl,
         clock_skew=settings.clock_skew,
         policy=settings.policy,
+        relying_parties={party.origin: party for party in settings.relying_parties},
     )
 
 

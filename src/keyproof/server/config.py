@@ -19,6 +19,12 @@ from urllib.parse import urlsplit
 from keyproof.accounts import canonical_account, canonical_chain
 from keyproof.errors import ConfigurationError, KeyproofError
 from keyproof.messages._fields import check_authority, check_statement
+from keyproof.server.origins import (
+    RelyingParty,
+    canonical_origin,
+    relying_parties,
+    relying_parties_json,
+)
 from keyproof.server.policy import Policy
 from keyproof.tokens import MAX_TOKEN_LIFETIME
 
@@ -26,7 +32,7 @@ __all__ = ["DEFAULT_CHAINS", "Settings"]
 
 DEFAULT_CHAINS = ("eip155:1", "solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp", "did:key")
 ENV_PREFIX = "KEYPROOF_"
-LIST_SETTINGS = frozenset({"audiences", "chains", "trusted_proxies"})
+LIST_SETTINGS = frozenset({"audiences", "chains", "trusted_proxies", "cors_origins"})
 MAPPING_SETTINGS = frozenset({"introspection_clients"})
 CLIENT_ID_PATTERN = re.compile(r"[A-Za-z0-9._~-]{1,64}")
 SHA256_HEX_PATTERN = re.compile(r"[0-9a-f]{64}")
@@ -91,6 +97,10 @@ class Settings:
     # client id -> SHA-256 hex of its secret; only digests are stored, and not shown.
     introspection_clients: Mapping[str, str] = field(default_factory=dict, repr=False)
     config: Path | None = None
+    # Browser apps (specs/protocol.md §6.1): who may call keyproof, and whose domain
+    # a challenge requested from their origin carries.
+    cors_origins: tuple[str, ...] = ()
+    relying_parties: tuple[RelyingParty, ...] = ()
 
     def __post_init__(self) -> None:
         base = f"http://{_host_for_url(self.host)}:{self.port}"
@@ -155,6 +165,9 @@ class Settings:
                 isinstance(digest, str) and SHA256_HEX_PATTERN.fullmatch(digest) is not None,
                 f"introspection client {client_id!r}: give the SHA-256 lowercase hex of its secret",
             )
+        for origin in self.cors_origins:
+            canonical_origin(origin)
+        object.__setattr__(self, "relying_parties", relying_parties(self.relying_parties))
         for proxy in self.trusted_proxies:
             try:
                 ipaddress.ip_network(proxy, strict=False)
@@ -184,6 +197,9 @@ class Settings:
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name == "policy" or value is None:
+                continue
+            if f.name == "relying_parties":
+                out[ENV_PREFIX + f.name.upper()] = relying_parties_json(value)
                 continue
             if f.name in MAPPING_SETTINGS:
                 out[ENV_PREFIX + f.name.upper()] = ",".join(f"{k}:{v}" for k, v in value.items())
@@ -291,7 +307,7 @@ def _coerce_one(name: str, value: Any) -> Any:
         return _client_table(name, value)
     if name in PATH_SETTINGS:
         return Path(value)
-    if name == "policy":
+    if name in {"policy", "relying_parties"}:
         return value
     if not isinstance(value, str):
         raise ConfigurationError("invalid_setting", f"{name} must be a string")

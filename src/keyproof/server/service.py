@@ -25,7 +25,8 @@ import json
 import math
 import secrets
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
 from keyproof._time import Clock, check_window, rfc3339
@@ -41,6 +42,7 @@ from keyproof.accounts import (
 from keyproof.errors import (
     BindingCode,
     BindingMismatch,
+    InvalidRequest,
     InvalidScope,
     KeyproofError,
     MalformedMessage,
@@ -55,6 +57,7 @@ from keyproof.server._ratelimit import RateLimiter
 from keyproof.server.audit import AuditLog
 from keyproof.server.keys import KeySet
 from keyproof.server.minting import AccessToken, mint_access_token
+from keyproof.server.origins import RelyingParty
 from keyproof.server.policy import Policy, parse_scope_string
 from keyproof.stores.base import Kind, Store
 
@@ -78,6 +81,8 @@ class SignInConfig:
     token_ttl: int
     clock_skew: int
     policy: Policy
+    relying_parties: Mapping[str, RelyingParty] = field(default_factory=dict)
+    """Origin -> the browser app whose domain and URI its challenges carry (§6.1)."""
 
 
 class KeySource(Protocol):
@@ -161,16 +166,21 @@ class Service:
         audience: str | None = None,
         *,
         client_ip: str | None = None,
+        origin: str | None = None,
+        browser_origin: str | None = None,
     ) -> Challenge:
         """Bind a fresh nonce to the account, scopes and audience; return the text to sign.
 
         ``client_ip`` is None only for in-process callers, which have no IP to limit.
+        ``browser_origin`` is the request's ``Origin`` header and ``origin`` a relying
+        party the client names itself; either selects the domain and URI (§6.1).
         """
         await self._limiter.admit_challenge_ip(client_ip)
         parsed = parse_account(account, self._config.chains)
         family = _family(parsed)
         scopes = self._requested_scopes(parsed, scope or "")
         audience = self._audience(audience)
+        domain, uri = self._relying_party(origin, browser_origin)
         await self._limiter.admit_challenge_account(parsed.id)
         now = int(self._clock())
         nonce = secrets.token_hex(16)
@@ -178,8 +188,8 @@ class Service:
             namespace=parsed.namespace,
             account=parsed.id,
             chain=parsed.chain,
-            domain=self._config.domain,
-            uri=self._config.uri,
+            domain=domain,
+            uri=uri,
             audience=audience,
             scopes=scopes,
             issued_at=now,
@@ -215,6 +225,19 @@ class Service:
         if audience not in self._config.audiences:
             raise InvalidScope("invalid_audience", "audience is not served by this issuer")
         return audience
+
+    def _relying_party(self, origin: str | None, browser_origin: str | None) -> tuple[str, str]:
+        """``(domain, uri)`` for the challenge: a configured party's, else the default."""
+        parties = self._config.relying_parties
+        if origin is not None:
+            if browser_origin is not None and browser_origin != origin:
+                raise InvalidRequest("invalid_field", "origin differs from the Origin header")
+            if origin not in parties:
+                raise InvalidRequest("invalid_field", "origin is not a configured relying party")
+        party = parties.get(origin or browser_origin or "")
+        if party is None:
+            return self._config.domain, self._config.uri
+        return party.domain, party.uri
 
     def _challenge_text(self, account: Account, binding: Binding, nonce: str) -> ChallengeText:
         statement: str | None = self._config.statement or None
