@@ -15,9 +15,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from starlette.testclient import TestClient
 
+from keyproof.server.app import create_app
+from keyproof.server.config import Settings
 from keyproof.server.keys import KEY_FILE_NAME, KeySet
+from keyproof.stores.memory import MemoryStore
 from keyproof.testing import KeyproofServer, free_port
+
+from conftest import START, FrozenClock
 
 
 def clean_environment() -> dict[str, str]:
@@ -184,3 +190,26 @@ def test_a_good_start_warns_about_a_misspelt_variable(tmp_path: Path, server_log
         "(did you mean KEYPROOF_TOKEN_TTL?)" in log
     )
     assert log.index("warning") < log.index("keyproof issuer")
+
+
+def test_a_key_file_replaced_by_one_open_to_others_is_not_loaded(tmp_path: Path):
+    """A running server keeps its last good keys and /readyz names the problem."""
+    clock = FrozenClock(START)
+    settings = Settings(data_dir=tmp_path, store="memory://")
+    app = create_app(settings, store=MemoryStore(clock=clock), clock=clock)
+    with TestClient(app, base_url="http://127.0.0.1:8000") as client:
+        assert client.get("/readyz").status_code == 200
+        path = tmp_path / KEY_FILE_NAME
+        replacement = tmp_path / "copied-in.json"
+        KeySet.load(path, clock).rotated(publish_for=600).save(replacement)
+        replacement.chmod(0o644)
+        replacement.replace(path)  # as `cp` and `mv` by hand would leave it
+        clock.advance(2)
+        refused = client.get("/readyz")
+        assert (refused.status_code, refused.json()["reason"]) == (503, "keys_unavailable")
+        assert len(client.get("/.well-known/jwks.json").json()["keys"]) == 1
+        path.chmod(0o600)
+        path.touch()
+        clock.advance(2)
+        assert client.get("/readyz").status_code == 200
+        assert len(client.get("/.well-known/jwks.json").json()["keys"]) == 2

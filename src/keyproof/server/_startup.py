@@ -119,16 +119,11 @@ async def check_store(settings: Settings) -> None:
 def check_listen_address(host: str, port: int, setting: str) -> None:
     """Bind ``host:port`` once, as uvicorn will, so that a taken port is reported before
     the banner instead of in a log line after it."""
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-    except socket.gaierror as exc:
-        raise ConfigurationError("invalid_setting", f"{setting}: host {host!r}: {exc}") from None
-    with socket.socket(family, kind, proto) as probe:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind(address)
+            probe.bind((host, port))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise ConfigurationError(
@@ -136,6 +131,7 @@ def check_listen_address(host: str, port: int, setting: str) -> None:
                     f"{host}:{port} is already in use: stop the process listening there "
                     f"or choose another {setting}",
                 ) from None
+            reason = exc.strerror or str(exc)
             raise ConfigurationError(
-                "invalid_setting", f"cannot listen on {host}:{port} ({setting}): {exc.strerror}"
+                "invalid_setting", f"cannot listen on {host}:{port} ({setting}): {reason}"
             ) from None
