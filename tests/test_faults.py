@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import json
 import os
 import shutil
 import signal
@@ -21,6 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from keyproof.testing import KeyproofServer, free_port
 
@@ -146,6 +148,40 @@ def test_redis_outage_fails_closed_and_recovers(tmp_path: Path, own_redis: OwnRe
         replay = redeem(server.url, message, signature)
         assert (replay.status_code, replay.json()["reason"]) == (401, "nonce_used")
         assert challenge(server.url, EthWallet.create()).status_code == 201
+
+
+@pytest.mark.slow
+def test_redis_outage_is_logged_with_its_cause_counted_and_its_end_logged(
+    tmp_path: Path, own_redis: OwnRedis, server_log
+):
+    store = f"redis://127.0.0.1:{own_redis.port}/0?prefix=outage-log:"
+    with KeyproofServer(tmp_path / "data", args=["--store", store], env=LIMITS) as server:
+        server_log.append(server.log_path)
+        own_redis.kill()
+        for _ in range(20):
+            assert challenge(server.url, EthWallet.create()).status_code == 503
+        during = metric_samples(httpx.get(f"{server.url}/metrics").text)
+        own_redis.start()
+        wait_until_ready(server.url)
+        after = metric_samples(httpx.get(f"{server.url}/metrics").text)
+        entries = [json.loads(line) for line in server.log().splitlines() if line[:1] == "{"]
+    reports = [e for e in entries if e["logger"] == "keyproof.server.store"]
+    assert [e["level"] for e in reports] == ["error", "warning"], reports
+    assert reports[0]["message"].startswith("store unavailable: ConnectionError: ")
+    assert f"127.0.0.1:{own_redis.port}" in reports[0]["cause"]
+    assert reports[1]["message"].startswith("store available again after ")
+    failed = sum(v for (name, _), v in during.items() if name == "keyproof_store_failures_total")
+    assert failed >= 20
+    assert during[("keyproof_store_up", ())] == 0
+    assert after[("keyproof_store_up", ())] == 1
+
+
+def metric_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 async def _concurrent_redeems(url: str, message: str, signature: str, n: int) -> list[int]:

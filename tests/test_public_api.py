@@ -108,6 +108,7 @@ EXPORTS: dict[str, list[str]] = {
         "ProofRejected",
         "RateLimitCode",
         "RateLimited",
+        "RequestTimeout",
         "SignatureInvalid",
         "TokenInvalid",
         "Unavailable",

@@ -111,7 +111,8 @@ def test_tokens_of_an_old_published_key_keep_validating(clock: FrozenClock):
 
 
 @pytest.fixture
-def cli_settings(tmp_path: Path) -> Settings:
+def cli_settings(tmp_path: Path, clock: FrozenClock) -> Settings:
+    KeySet.load_or_create(tmp_path / KEY_FILE_NAME, clock)  # as `keyproof serve` does
     return Settings(data_dir=tmp_path, store="memory://", token_ttl=600)
 
 
@@ -180,6 +181,7 @@ def test_cli_reports_a_refused_retire(
 ):
     for name in ("KEYPROOF_TOKEN_TTL", "KEYPROOF_CONFIG"):
         monkeypatch.delenv(name, raising=False)
+    KeySet.load_or_create(tmp_path / KEY_FILE_NAME)
     assert main(["keys", "rotate", "--data-dir", str(tmp_path), "--publish-for", "600"]) == 0
     assert main(["keys", "retire", "--data-dir", str(tmp_path)]) == 2
     assert "key_in_use" in capsys.readouterr().err
@@ -195,7 +197,7 @@ def key_file_with_successor_since(data: Path, seconds: int) -> KeySet:
             SigningKey.generate(now - seconds - 10**4, active_from=now - seconds),
         ]
     )
-    data.mkdir(parents=True, exist_ok=True)
+    data.mkdir(mode=0o700, parents=True, exist_ok=True)
     keys.save(data / KEY_FILE_NAME)
     return keys
 
@@ -225,6 +227,7 @@ def test_rotate_warns_below_the_jwks_max_age(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ):
     monkeypatch.delenv("KEYPROOF_CONFIG", raising=False)
+    KeySet.load_or_create(tmp_path / KEY_FILE_NAME)
     assert main(["keys", "rotate", "--data-dir", str(tmp_path), "--publish-for", "5"]) == 0
     assert "shorter than the JWKS max-age" in capsys.readouterr().err
 

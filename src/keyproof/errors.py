@@ -12,6 +12,7 @@ Hierarchy::
     │   ├── InvalidAccount              account id unparseable or not allowed
     │   ├── InvalidScope                scope unknown or not grantable
     │   ├── InvalidAction               signed action document malformed
+    │   ├── RequestTimeout      408     the body did not arrive within body_timeout
     │   ├── PayloadTooLarge     413
     │   └── UnsupportedMediaType 415
     ├── ProofRejected           401     the proof was well-formed but does not hold
@@ -61,6 +62,7 @@ __all__ = [
     "ProofRejected",
     "RateLimitCode",
     "RateLimited",
+    "RequestTimeout",
     "SignatureInvalid",
     "TokenInvalid",
     "Unavailable",
@@ -144,6 +146,13 @@ class InvalidAction(InvalidRequest):
         code: Literal["malformed_action", "amount_out_of_range", "deadline_out_of_range"],
         description: str,
     ) -> None:
+        KeyproofError.__init__(self, code, description)
+
+
+class RequestTimeout(InvalidRequest):
+    status = 408
+
+    def __init__(self, code: Literal["request_timeout"], description: str) -> None:
         KeyproofError.__init__(self, code, description)
 
 
@@ -281,7 +290,14 @@ class ConfigurationError(KeyproofError):
 
     def __init__(
         self,
-        code: Literal["invalid_setting", "invalid_policy", "invalid_key_file", "key_in_use"],
+        code: Literal[
+            "invalid_setting",
+            "invalid_policy",
+            "invalid_key_file",
+            "key_in_use",
+            "insecure_permissions",
+            "address_in_use",
+        ],
         description: str,
     ) -> None:
         super().__init__(code, description)

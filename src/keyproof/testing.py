@@ -65,7 +65,8 @@ class ServerProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Self:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        # Private: the log often lives in the server's data directory, which must be.
+        self.log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
                 self.command,

@@ -130,6 +130,7 @@ async def test_purge_keeps_live_rows(store: SqliteStore, clock: FrozenClock) -> 
 def test_a_corrupt_file_is_unavailable(tmp_path: Path) -> None:
     path = tmp_path / "store.db"
     path.write_bytes(b"this is not a database, " * 200)
+    path.chmod(0o600)
     with pytest.raises(Unavailable) as caught:
         SqliteStore(path)
     assert caught.value.code == "store_unavailable"

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from keyproof.errors import KeyproofError
+
 if TYPE_CHECKING:  # prometheus-client is the server extra's; the CLI imports this module
     from keyproof.server._metrics import Metrics
 
@@ -30,6 +32,7 @@ __all__ = [
     "JsonFormatter",
     "RequestIdMiddleware",
     "current_request_id",
+    "describe_cause",
     "uvicorn_log_config",
 ]
 
@@ -126,6 +129,19 @@ def _incoming_id(scope: Scope) -> str | None:
         if name == REQUEST_ID_HEADER and _SAFE_ID.fullmatch(value):
             return str(value.decode("ascii"))
     return None
+
+
+def describe_cause(error: KeyproofError) -> str:
+    """What lies under ``error``, on one line: ``Type: message`` of its cause, if any.
+
+    For store and upstream failures, whose public description stays generic while the
+    operator needs the backend's own words (refused, timed out, locked).
+    """
+    cause = error.__cause__
+    if cause is None:
+        return error.description
+    text = " ".join(str(cause).split())
+    return f"{type(cause).__name__}: {text}" if text else type(cause).__name__
 
 
 def uvicorn_log_config(level: str) -> dict[str, Any]:

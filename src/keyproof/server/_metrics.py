@@ -7,15 +7,17 @@ paths or ``other``, never a raw path, so a scanner cannot grow the label set.
 Several uvicorn workers (``--workers N``) are several processes, each with its own
 counters; a scrape of ``/metrics`` reaches one of them. Run one worker per replica
 and scrape each replica, or sum over replicas in the query; counts from one worker
-are exact for that worker.
+are exact for that worker. With ``metrics_port`` set, the metrics are served on that
+port only (see :meth:`Metrics.listener`), never on the public one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
-from prometheus_client.exposition import generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import generate_latest, start_http_server
 from starlette.types import Scope
 
 __all__ = ["ERROR_CODE_SCOPE_KEY", "Metrics"]
@@ -42,6 +44,18 @@ class Metrics:
             ["endpoint", "code"],
             registry=self.registry,
         )
+        self.store_failures = Counter(
+            "keyproof_store_failures",
+            "Store calls that failed (the request answered 503), by operation.",
+            ["operation"],
+            registry=self.registry,
+        )
+        self.store_up = Gauge(
+            "keyproof_store_up",
+            "1 while the store answers, 0 during an outage.",
+            registry=self.registry,
+        )
+        self.store_up.set(1)
         self.latency = Histogram(
             "keyproof_http_request_duration_seconds",
             "Time from request to the end of the response, by endpoint.",
@@ -78,6 +92,21 @@ class Metrics:
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    @contextlib.contextmanager
+    def listener(self, host: str, port: int) -> Iterator[None]:
+        """Serve these metrics on their own ``host:port`` (``metrics_port``) while open.
+
+        prometheus-client's server runs in a thread of this process and answers every
+        path with the exposition text.
+        """
+        server, thread = start_http_server(port, addr=host, registry=self.registry)
+        try:
+            yield
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=5)
 
 
 def _method(scope: Scope) -> str:

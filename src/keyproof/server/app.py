@@ -37,11 +37,16 @@ from keyproof.errors import (
 )
 from keyproof.server._clientip import ClientIpResolver
 from keyproof.server._cors import CorsMiddleware
+from keyproof.server._headers import NosniffMiddleware
 from keyproof.server._logs import RequestIdMiddleware
 from keyproof.server._metrics import ERROR_CODE_SCOPE_KEY, Metrics
+from keyproof.server._signals import on_hangup
+from keyproof.server._slowclients import BodyDeadlineMiddleware
+from keyproof.server._storewatch import WatchedStore
 from keyproof.server.components import Components, build_components
 from keyproof.server.config import Settings
 from keyproof.server.keys import KeySet
+from keyproof.stores import open_store
 from keyproof.stores.base import Store
 from keyproof.tokens import JWKS_MAX_AGE
 
@@ -248,28 +253,49 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        components = build_components(settings, store=store, keys=keys, clock=clock)
+        opened = store or open_store(settings.store, clock=clock)
+        watched = WatchedStore(opened, metrics)
+        components = build_components(settings, store=watched, keys=keys, clock=clock)
         endpoints.start(components)
         try:
-            yield
+            with on_hangup(components.audit.reopen), _metrics_listener(settings, metrics):
+                yield
         finally:
             components.audit.close()
             if store is None:
-                await components.store.close()
+                await opened.close()
 
     metrics = Metrics(path for path, _, _ in ROUTES)
     endpoints = Endpoints(settings, metrics)
-    middleware = [Middleware(RequestIdMiddleware, metrics=metrics, client_ip=endpoints.client_ip)]
+    middleware = [
+        Middleware(RequestIdMiddleware, metrics=metrics, client_ip=endpoints.client_ip),
+        Middleware(NosniffMiddleware),
+    ]
     if settings.cors_origins:
         browser = {path: method for path, _, method in ROUTES if path in BROWSER_ROUTES}
         origins = frozenset(settings.cors_origins)
         middleware.append(Middleware(CorsMiddleware, origins=origins, routes=browser))
+    middleware.append(Middleware(BodyDeadlineMiddleware, timeout=settings.body_timeout))
+    # With a metrics_port, /metrics is served there only.
+    private = {"/metrics"} if settings.metrics_port else set()
     return Starlette(
-        routes=[Route(path, getattr(endpoints, name), methods=[m]) for path, name, m in ROUTES],
+        routes=[
+            Route(path, getattr(endpoints, name), methods=[m])
+            for path, name, m in ROUTES
+            if path not in private
+        ],
         lifespan=lifespan,
         middleware=middleware,
         exception_handlers={KeyproofError: _keyproof_error, HTTPException: _http_error},
     )
+
+
+def _metrics_listener(
+    settings: Settings, metrics: Metrics
+) -> contextlib.AbstractContextManager[None]:
+    if not settings.metrics_port:
+        return contextlib.nullcontext()
+    return metrics.listener(settings.metrics_host, settings.metrics_port)
 
 
 def create_app_from_environment() -> Starlette:

@@ -10,6 +10,11 @@ worker processes may share one file without interleaving lines. The file is crea
 with mode 0600 (``<data_dir>/audit.jsonl`` unless ``Settings.audit_log`` names
 another path). A failed write is reported in the service log and does not change
 the decision already taken.
+
+Log rotation: before each line the file at ``path`` is compared (device and inode) with
+the one open; when logrotate has moved or deleted it, the next line goes to a new file
+at ``path``. :meth:`AuditLog.reopen` (``keyproof serve`` calls it on ``SIGHUP``) closes
+the file at once. ``copytruncate`` is not needed.
 """
 
 from __future__ import annotations
@@ -77,18 +82,37 @@ class AuditLog:
 
     def close(self) -> None:
         with self._lock:
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
+            self._close()
+
+    def reopen(self) -> None:
+        """Close the file now; the next line opens ``path`` afresh."""
+        self.close()
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def _append(self, line: bytes) -> None:
         try:
             with self._lock:
+                if self._fd is not None and _moved(self.path, self._fd):
+                    self._close()
                 if self._fd is None:
                     self._fd = _open_private(self.path)
                 os.write(self._fd, line)
         except OSError as exc:
             _log.error("audit log write failed: %s", type(exc).__name__)
+
+
+def _moved(path: Path, fd: int) -> bool:
+    """True when ``path`` no longer names the open file (rotated away or deleted)."""
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return True
+    opened = os.fstat(fd)
+    return (named.st_dev, named.st_ino) != (opened.st_dev, opened.st_ino)
 
 
 def _open_private(path: Path) -> int:

@@ -1,12 +1,15 @@
-"""The ``keyproof`` command: ``serve`` and key management.
+"""The ``keyproof`` command: ``serve``, ``check-config`` and key management.
 
 Every ``serve`` flag can also be given as ``KEYPROOF_<FLAG>`` in the environment or
-in the ``[keyproof]`` table of the ``--config`` TOML file (flags win).
+in the ``[keyproof]`` table of the ``--config`` TOML file (flags win). A failure is one
+line on stderr (``keyproof: <code>: <what and how to fix it>``) and exit status 2, or 3
+when the store could not be reached (a restart later may succeed).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -14,9 +17,15 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
+from keyproof import __version__
 from keyproof._time import Clock
-from keyproof.errors import ConfigurationError
+from keyproof.errors import ConfigurationError, KeyproofError, Unavailable
 from keyproof.server._logs import uvicorn_log_config
+from keyproof.server._startup import (
+    existing_data_dir,
+    preflight,
+    unknown_environment,
+)
 from keyproof.server.config import Settings
 from keyproof.server.keys import KEY_FILE_NAME, RETIRE_AFTER, KeySet
 from keyproof.tokens import JWKS_MAX_AGE
@@ -35,6 +44,8 @@ SERVE_FLAGS: tuple[tuple[str, type, str], ...] = (
     ("domain", str, "domain written into sign-in messages (default host:port)"),
     ("uri", str, "URI written into sign-in messages (default http://host:port)"),
     ("config", str, "TOML configuration file"),
+    ("metrics-port", int, "serve /metrics on this port only, not the public one (default: off)"),
+    ("metrics-host", str, "interface of the metrics port (default 127.0.0.1)"),
 )
 
 
@@ -42,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="keyproof", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--version", action="version", version=f"keyproof {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser(
         "serve",
@@ -49,8 +61,16 @@ def _parser() -> argparse.ArgumentParser:
         description="Run the HTTP server. Every flag can also be set as KEYPROOF_<FLAG> "
         "(e.g. KEYPROOF_DATA_DIR) or in the [keyproof] table of the --config file.",
     )
+    check = commands.add_parser(
+        "check-config",
+        help="validate the configuration without starting",
+        description="Resolve flags, KEYPROOF_* variables and the --config file as serve "
+        "would, report the first invalid setting, warn about unknown KEYPROOF_* variables, "
+        "and check existing state files; nothing is created, opened for writing or bound.",
+    )
     for flag, kind, text in SERVE_FLAGS:
         serve.add_argument(f"--{flag}", type=kind, help=text)
+        check.add_argument(f"--{flag}", type=kind, help=text)
     keys = commands.add_parser(
         "keys",
         help="manage the server's signing keys",
@@ -102,12 +122,35 @@ def _server_modules() -> tuple[ModuleType, Callable[[Settings], Any]] | None:
     return uvicorn, create_app
 
 
+def _warn_about_environment() -> None:
+    for warning in unknown_environment(os.environ):
+        print(f"keyproof: warning: {warning}", file=sys.stderr)
+
+
+def check_config(settings: Settings) -> int:
+    """Report on settings already validated by loading them, and on existing state files."""
+    _warn_about_environment()
+    path = settings.data_dir / KEY_FILE_NAME
+    if settings.data_dir.exists():
+        existing_data_dir(settings.data_dir)
+        if path.exists():
+            KeySet.load(path)
+    print(
+        f"keyproof: configuration is valid: issuer {settings.issuer}, "
+        f"store {settings.public_summary()['store']}, data_dir {settings.data_dir}"
+    )
+    return 0
+
+
 def serve(settings: Settings) -> int:
     modules = _server_modules()
     if modules is None:
         return 2
     uvicorn, create_app = modules
-    KeySet.load_or_create(settings.data_dir / KEY_FILE_NAME)
+    _warn_about_environment()
+    preflight(settings)
+    from keyproof.server._slowclients import HeaderDeadlineProtocol
+
     base = settings.uri.rstrip("/")
     print(f"keyproof issuer {settings.issuer}, store {settings.public_summary()['store']}")
     print(f"  challenge endpoint: {base}/v1/challenge")
@@ -117,11 +160,12 @@ def serve(settings: Settings) -> int:
         "port": settings.port,
         "log_level": settings.log_level,
         "loop": "uvloop",
-        "http": "httptools",
         "proxy_headers": False,
         "server_header": False,
         "access_log": False,
         "log_config": uvicorn_log_config(settings.log_level),
+        "http": functools.partial(HeaderDeadlineProtocol, header_timeout=settings.header_timeout),
+        "limit_concurrency": settings.max_connections,
     }
     if settings.workers == 1:
         uvicorn.run(create_app(settings), **options)
@@ -145,12 +189,15 @@ def keys_command(
 ) -> None:
     """``show``, ``rotate`` (publish the next key before it signs) or ``retire`` the oldest.
 
-    ``retire`` waits :data:`~keyproof.server.keys.RETIRE_AFTER` seconds after the successor
+    Never creates anything: a data directory or key file that does not exist is an
+    error (``keyproof serve`` creates them). ``retire`` waits
+    :data:`~keyproof.server.keys.RETIRE_AFTER` seconds after the successor
     started signing, independent of ``settings``: the server that minted the tokens may
     have run with another ``token_ttl`` than this command sees.
     """
+    existing_data_dir(settings.data_dir)
     path = settings.data_dir / KEY_FILE_NAME
-    key_set = KeySet.load_or_create(path, clock)
+    key_set = KeySet.load(path, clock)
     if action == "rotate":
         key_set = _rotate(key_set, publish_for)
         key_set.save(path)
@@ -194,10 +241,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _settings(args)
         if args.command == "serve":
             return serve(settings)
+        if args.command == "check-config":
+            return check_config(settings)
         keys_command(settings, args.action, publish_for=args.publish_for)
-    except ConfigurationError as exc:
+    except KeyproofError as exc:
         print(f"keyproof: {exc.code}: {exc.description}", file=sys.stderr)
-        return 2
+        return 3 if isinstance(exc, Unavailable) else 2
     return 0
 
 

@@ -59,6 +59,9 @@ LIMIT_SETTINGS = frozenset(
     }
 )
 PATH_SETTINGS = frozenset({"data_dir", "config", "audit_log"})
+OPERATION_INT_SETTINGS = frozenset(
+    {"header_timeout", "body_timeout", "max_connections", "metrics_port"}
+)
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,12 @@ class Settings:
     policy: Policy = field(default_factory=Policy)
     # client id -> SHA-256 hex of its secret; only digests are stored, and not shown.
     introspection_clients: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # Operations: slow clients are cut off, and /metrics may move to a private listener.
+    header_timeout: int = 10
+    body_timeout: int = 10
+    max_connections: int = 1000
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 0
     config: Path | None = None
     # Browser apps (specs/protocol.md §6.1): who may call keyproof, and whose domain
     # a challenge requested from their origin carries.
@@ -173,6 +182,19 @@ class Settings:
                 ipaddress.ip_network(proxy, strict=False)
             except ValueError:
                 raise ConfigurationError("invalid_setting", f"trusted proxy {proxy!r}") from None
+        self._validate_operations()
+
+    def _validate_operations(self) -> None:
+        _require(1 <= self.header_timeout <= 300, "header_timeout must be 1..300 seconds")
+        _require(1 <= self.body_timeout <= 300, "body_timeout must be 1..300 seconds")
+        _require(1 <= self.max_connections <= 100_000, "max_connections must be 1..100000")
+        _require(0 <= self.metrics_port <= 65535, "metrics_port must be 0 (off) or 1..65535")
+        _require(self.metrics_port != self.port, "metrics_port must differ from port")
+        _require(
+            self.metrics_port == 0 or self.workers == 1,
+            "metrics_port serves one process's counters: use it with workers = 1",
+        )
+        _require(bool(self.metrics_host), "metrics_host must not be empty")
 
     @classmethod
     def load(
@@ -296,7 +318,7 @@ def _coerce_one(name: str, value: Any) -> Any:
         if not isinstance(items, list | tuple):
             raise ConfigurationError("invalid_setting", f"{name} must be a list")
         return tuple(str(item).strip() for item in items if str(item).strip())
-    if name in INT_SETTINGS | LIMIT_SETTINGS:
+    if name in INT_SETTINGS | LIMIT_SETTINGS | OPERATION_INT_SETTINGS:
         if isinstance(value, bool):
             raise ConfigurationError("invalid_setting", f"{name} must be an integer")
         try:

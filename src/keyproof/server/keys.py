@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
+from keyproof._files import require_private
 from keyproof._time import Clock
 from keyproof.crypto.encoding import encode_base64url, parse_base64url
 from keyproof.errors import ConfigurationError
@@ -150,6 +151,8 @@ class KeySet:
 
     @classmethod
     def load(cls, path: Path, clock: Clock = time.time) -> KeySet:
+        """Read the key file; refused when missing, malformed or open to group or others."""
+        require_private(path)
         try:
             document = json.loads(path.read_text(encoding="utf-8"))
             keys = [SigningKey.from_record(r) for r in document["keys"]]

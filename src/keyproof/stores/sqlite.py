@@ -28,9 +28,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, TypeVar
 
+from keyproof._files import require_private
 from keyproof._time import Clock
 from keyproof.errors import Unavailable
 from keyproof.stores import check_ttl
+from keyproof.stores._sqlite_schema import migrate
 from keyproof.stores.base import Kind, Store
 
 __all__ = ["PURGE_BATCH", "PURGE_EVERY", "SqliteStore"]
@@ -41,12 +43,6 @@ PURGE_BATCH: Final = 512
 _T = TypeVar("_T")
 _log = logging.getLogger("keyproof.stores.sqlite")
 
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS entries ("
-    " kind TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, expires_at REAL NOT NULL,"
-    " PRIMARY KEY (kind, key)) WITHOUT ROWID",
-    "CREATE INDEX IF NOT EXISTS entries_expires_at ON entries (expires_at)",
-)
 _ADD = (
     "INSERT INTO entries (kind, key, value, expires_at) VALUES (:kind, :key, :value, :expires)"
     " ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value,"
@@ -79,7 +75,9 @@ _PURGE = (
 class SqliteStore(Store):
     """:class:`Store` on a SQLite file, created (mode 0600, parent directories 0700) if absent.
 
-    Opening blocks until the file is ready (a startup step); ``busy_timeout`` is how
+    Opening blocks until the file is ready (a startup step): an existing file open to
+    group or others is refused (``insecure_permissions``) and an older layout is migrated
+    forward (:mod:`keyproof.stores._sqlite_schema`). ``busy_timeout`` is how
     long a write waits for another process's lock before failing. ``clock`` gives the
     current time in seconds; an entry is live while ``clock() < expires_at``. Counters
     are stored as integers and read back by :meth:`get` and :meth:`take` as ASCII
@@ -97,6 +95,7 @@ class SqliteStore(Store):
         if synchronous.lower() not in {"normal", "full"}:
             raise ValueError("synchronous must be 'normal' or 'full'")
         self._path = os.fspath(path)
+        require_private(self._path)
         self._clock = clock
         self._writes = 0
         self._closed = False
@@ -175,8 +174,7 @@ class SqliteStore(Store):
             if str(mode).lower() != "wal":
                 raise sqlite3.OperationalError(f"journal_mode is {mode}, WAL is required")
             conn.execute(f"PRAGMA synchronous = {synchronous}")
-            for statement in _SCHEMA:
-                conn.execute(statement)
+            migrate(conn)
         except BaseException:
             conn.close()
             raise

@@ -1,0 +1,134 @@
+"""Deadlines for clients that send a request slowly, so they cannot hold the server.
+
+uvicorn bounds only the idle time between requests: a client that opens a connection
+and sends its headers or body a byte at a time holds a connection and a task for as
+long as it likes (github.com/encode/uvicorn/issues/157). keyproof adds two deadlines:
+
+- :class:`HeaderDeadlineProtocol`: the request line and headers must arrive within
+  ``header_timeout`` seconds of the connection opening, or of the first byte of the
+  next request on a kept-alive connection. Past it the connection is answered ``408``
+  and closed; the app never sees the request.
+- :class:`BodyDeadlineMiddleware`: the body must arrive within ``body_timeout``
+  seconds of the headers. Past it the request fails with ``408 request_timeout`` and
+  the connection is closed.
+
+The number of open connections is capped by uvicorn's ``limit_concurrency``
+(``max_connections``); beyond it uvicorn answers ``503`` itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from keyproof._httpio import error_body
+from keyproof.errors import RequestTimeout
+
+__all__ = ["BodyDeadlineMiddleware", "HeaderDeadlineProtocol"]
+
+
+def _request_timeout_response(header_timeout: float) -> bytes:
+    error = RequestTimeout(
+        "request_timeout", f"the request headers did not arrive within {header_timeout:g} s"
+    )
+    body = json.dumps(error_body(error), separators=(",", ":")).encode()
+    head = (
+        "HTTP/1.1 408 Request Timeout\r\n"
+        "content-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n"
+        "x-content-type-options: nosniff\r\n"
+        "cache-control: no-store\r\n"
+        "connection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + body
+
+
+class HeaderDeadlineProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a deadline on the request line and headers."""
+
+    def __init__(self, *args: Any, header_timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.header_timeout = header_timeout
+        self._deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._deadline is None:  # the next request on a kept-alive connection
+            self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._deadline = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _headers_too_slow(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        # A pipelined request may still be answering: then close without a 408 of our own.
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.write(_request_timeout_response(self.header_timeout))
+        self.transport.close()
+
+
+class BodyDeadlineMiddleware:
+    """Pure ASGI: ``receive`` fails with ``RequestTimeout`` once the body is late.
+
+    The deadline covers the request body only; once it is complete, ``receive`` (for
+    example waiting for a disconnect) is not limited. The error's response asks the
+    server to close the connection, so the rest of a late body is never read.
+    """
+
+    def __init__(self, app: ASGIApp, *, timeout: float) -> None:
+        self.app = app
+        self.timeout = timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        deadline = asyncio.get_running_loop().time() + self.timeout
+        body_complete = timed_out = False
+
+        async def receive_in_time() -> Message:
+            nonlocal body_complete, timed_out
+            if body_complete:
+                return await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                timed_out = True
+                raise RequestTimeout(
+                    "request_timeout",
+                    f"the request body did not arrive within {self.timeout:g} s",
+                ) from None
+            body_complete = message["type"] != "http.request" or not message.get("more_body")
+            return message
+
+        async def send_closing(message: Message) -> None:
+            if timed_out and message["type"] == "http.response.start":
+                headers = [*message.get("headers", []), (b"connection", b"close")]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive_in_time, send_closing)
