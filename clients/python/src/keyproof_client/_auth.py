@@ -28,6 +28,7 @@ from typing import Any
 import anyio
 import httpx
 
+from keyproof_client._errors import KeyproofClientError
 from keyproof_client._keys import Key
 from keyproof_client._signin import AccessToken, Clock, SignIn, SignInFlow
 
@@ -59,8 +60,8 @@ class KeyproofAuth(httpx.Auth):
         renew_before: float = RENEW_BEFORE,
         clock: Clock = time.time,
     ) -> None:
-        if not renew_before >= 0:
-            raise ValueError("renew_before must be a number of seconds >= 0")
+        if not renew_before >= 0:  # also refuses NaN
+            raise KeyproofClientError("invalid_setting", "renew_before must be >= 0 seconds")
         self._sign_in = SignIn.build(
             issuer, key, scope=scope, audience=audience, domain=domain, chain=chain
         )
