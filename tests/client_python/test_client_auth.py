@@ -17,6 +17,7 @@ from keyproof.testing import FrozenClock
 from .conftest import Services, Traffic, revoke
 
 SCOPE = "profile:read"
+NAN = float("nan")
 
 
 def sync_client(auth: KeyproofAuth, traffic: Traffic) -> httpx.Client:
@@ -90,9 +91,13 @@ def test_an_issuer_refusal_carries_keyproofs_reason(services: Services):
     assert traffic.paths() == ["/v1/challenge 400"]  # the resource server was never called
 
 
-def test_plain_http_to_a_remote_issuer_is_refused():
+@pytest.mark.parametrize(
+    ("issuer", "renew_before"),
+    [("http://auth.example.com", 30), ("https://auth.example.com", -1), ("http://[::1]:1", NAN)],
+)
+def test_settings_that_cannot_work_are_refused(issuer: str, renew_before: float):
     with pytest.raises(KeyproofClientError) as refused:
-        KeyproofAuth("http://auth.example.com", generate_key("ed25519"))
+        KeyproofAuth(issuer, generate_key("ed25519"), renew_before=renew_before)
     assert refused.value.code == "invalid_setting"
 
 

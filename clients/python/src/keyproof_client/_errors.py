@@ -4,15 +4,13 @@ Codes are keyproof's own (specs/protocol.md §7): the ``reason`` of an issuer's 
 answer, or the code of a keyproof check run here (a chain the key cannot use is
 ``invalid_account``). The client adds its own for what only it can see:
 
-=====================  ======================================================
-``challenge_refused``  the issuer's challenge is not what was asked; nothing was signed
-``unexpected_response``  the issuer answered outside keyproof's protocol
-``issuer_unreachable``  no answer from the issuer (the command line only)
-``invalid_key``        a key file or variable that does not hold a valid key
-``key_not_found``      no key file can be read there, or the variable is not set
-``key_file_exposed``   the key file is readable by others, or not the user's own
-``key_file_exists``    ``keygen`` refuses to overwrite a file
-=====================  ======================================================
+- ``challenge_refused``: the issuer's challenge is not what was asked; nothing signed.
+- ``unexpected_response``: the issuer answered outside keyproof's protocol.
+- ``issuer_unreachable``: no answer from the issuer (the command line only).
+- ``invalid_key``: a key file or variable that does not hold a valid key.
+- ``key_not_found``: no key file can be read there, or the variable is not set.
+- ``key_file_exposed``: the key file's group or others may access it.
+- ``key_file_exists``: ``keygen`` refuses to overwrite a file.
 
 Messages never hold a key, a signature or a token.
 """

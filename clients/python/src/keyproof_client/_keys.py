@@ -1,14 +1,12 @@
 """Local signing keys of the four kinds keyproof signs in (specs/protocol.md §2).
 
-=============  ==========================  ===============================  ============
-type           account (token ``sub``)     signs the exact UTF-8 text as    wire
-=============  ==========================  ===============================  ============
-``ed25519``    ``did:key:z6Mk…``           ed25519 (RFC 8032)               base64url
-``secp256k1``  ``did:key:zQ3s…``           ECDSA over SHA-256, r‖s, low S   base64url
-``ethereum``   ``eip155:1:0x…`` (EIP-55)   EIP-191 ``personal_sign``, r‖s‖v ``0x`` hex
-``solana``     ``solana:5eykt4…:<base58>``  ed25519 (a wallet's signMessage)  base58
-=============  ==========================  ===============================  ============
+- ``ed25519``: ``did:key:z6Mk…``; ed25519 (RFC 8032); unpadded base64url.
+- ``secp256k1``: ``did:key:zQ3s…``; ECDSA over SHA-256, r‖s with low S; base64url.
+- ``ethereum``: ``eip155:1:0x…`` (EIP-55); EIP-191 ``personal_sign``, r‖s‖v; ``0x`` hex.
+- ``solana``: ``solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp:<base58 key>``; ed25519, as a
+  wallet's ``signMessage``; base58.
 
+Each is ``type: account (token sub); what signs the exact UTF-8 text; wire encoding``.
 Signatures come from libsodium (pynacl) and libsecp256k1 (coincurve), whose ECDSA
 nonces are RFC 6979 and whose signatures are low-S, as the verifier requires. Ids are
 spelt by keyproof's own account families, so the client and the server agree on them.
