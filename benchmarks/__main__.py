@@ -106,7 +106,30 @@ def cases(calls: int, rounds: int) -> list[dict[str, Any]]:
     results.append(_eip712_case(calls, rounds))
     results.append(_token_case(calls, rounds))
     results.append(_redeem_case(max(calls // 4, 1)))
+    results.append(_personal_sign_case(text, calls, rounds))
     return results
+
+
+def _personal_sign_case(text: str, calls: int, rounds: int) -> dict[str, Any]:
+    """keyproof-client's EIP-191 signing (coincurve) against eth-account's, same key."""
+    from keyproof_client import generate_key
+
+    key = generate_key("ethereum")
+    wallet = Account.from_key(key.secret_text())
+
+    def baseline() -> str:
+        return "0x" + bytes(wallet.sign_message(encode_defunct(text=text)).signature).hex()
+
+    if key.sign(text) != baseline():  # both RFC 6979: the same bytes
+        raise RuntimeError("personal_sign signatures differ")
+    return compare(
+        "client_personal_sign",
+        lambda: key.sign(text),
+        baseline,
+        "eth_account.Account.sign_message",
+        calls,
+        rounds,
+    )
 
 
 def _eip712_case(calls: int, rounds: int) -> dict[str, Any]:

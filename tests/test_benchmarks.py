@@ -24,7 +24,7 @@ def test_benchmarks_report_json(tmp_path: Path):
     report = json.loads(output.read_text())
     cases = {row["case"]: row for row in report["results"]}
     assert {"keccak256", "eip191_recover", "access_token_verify", "eip712_digest"} <= set(cases)
-    assert "redeem_pipeline_memory_store" in cases
+    assert {"redeem_pipeline_memory_store", "client_personal_sign"} <= set(cases)
     for row in cases.values():
         assert row["keyproof_us"] > 0
         if "baseline_us" in row:

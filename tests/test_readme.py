@@ -33,7 +33,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyproofServer]
 
 
 def run(command: list[str], server: KeyproofServer) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "KEYPROOF_URL": server.url}
+    # The installed commands (keyproof-client) are on PATH, as after a pip install.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "KEYPROOF_URL": server.url, "PATH": path}
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
 
 

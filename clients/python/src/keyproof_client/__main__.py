@@ -1,0 +1,5 @@
+import sys
+
+from keyproof_client._cli import main
+
+sys.exit(main())

@@ -1,0 +1,108 @@
+"""A real keyproof issuer and a real resource server for the Python client's tests.
+
+The resource server (``resource_app.py``) guards ``/me`` with ``keyproof.guard`` and
+asks the issuer's introspection endpoint about every token, so a revoked token gets
+401 at once. ``Traffic`` records every request a client sends, the sign-in steps of
+its auth flow included, through httpx's own event hooks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import secrets
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from keyproof.testing import KeyproofServer, ServerProcess, free_port
+
+HERE = Path(__file__).resolve().parent
+TOKEN_PATH = "/v1/token"
+
+
+@dataclass(frozen=True)
+class Services:
+    issuer: str
+    resource: str
+    data_dir: Path
+
+    @property
+    def me(self) -> str:
+        return f"{self.resource}/me"
+
+
+@contextlib.contextmanager
+def running_services(data: Path, *, token_ttl: int = 600) -> Iterator[Services]:
+    """keyproof (``token_ttl``) and the resource server, both on 127.0.0.1."""
+    from conftest import SERVER_LOGS
+
+    secret = secrets.token_urlsafe(24)
+    config = data / "keyproof.toml"
+    config.write_text(
+        "[keyproof]\n"
+        f"token_ttl = {token_ttl}\n"
+        "challenge_limit_per_ip = 100000\n"
+        "challenge_limit_per_account = 1000\n"
+        "max_challenges_per_account = 1000\n"
+        "[keyproof.introspection_clients]\n"
+        f'rs = "{hashlib.sha256(secret.encode()).hexdigest()}"\n'
+    )
+    with KeyproofServer(data / "kp", args=["--config", str(config)]) as issuer:
+        SERVER_LOGS.append(issuer.log_path)
+        port = free_port()
+        command = [sys.executable, "-m", "uvicorn", "--factory", "resource_app:create_app"]
+        command += ["--app-dir", str(HERE), "--host", "127.0.0.1", "--port", str(port)]
+        resource = ServerProcess(
+            [*command, "--log-level", "warning"],
+            url=f"http://127.0.0.1:{port}",
+            log_path=data / "resource.log",
+            env={"RS_ISSUER": issuer.url, "RS_CLIENT_SECRET": secret},
+        )
+        SERVER_LOGS.append(resource.log_path)
+        with resource:
+            yield Services(issuer.url, resource.url, data)
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    with running_services(tmp_path_factory.mktemp("client")) as running:
+        yield running
+
+
+@dataclass
+class Traffic:
+    """``(method, path, status)`` of every response a client received, in order."""
+
+    seen: list[tuple[str, str, int]] = field(default_factory=list)
+    responses: list[httpx.Response] = field(default_factory=list)
+
+    def record(self, response: httpx.Response) -> None:
+        self.seen.append((response.request.method, response.request.url.path, response.status_code))
+        self.responses.append(response)
+
+    async def arecord(self, response: httpx.Response) -> None:
+        self.record(response)
+
+    def hooks(self) -> dict[str, list[object]]:
+        return {"response": [self.record]}
+
+    def async_hooks(self) -> dict[str, list[object]]:
+        return {"response": [self.arecord]}
+
+    @property
+    def sign_ins(self) -> int:
+        return sum(1 for _, path, status in self.seen if path == TOKEN_PATH and status == 200)
+
+    def paths(self) -> list[str]:
+        return [f"{path} {status}" for _, path, status in self.seen]
+
+
+def revoke(services: Services, token: str) -> None:
+    """``POST /v1/revoke`` (RFC 7009): the holder revokes its own token."""
+    answer = httpx.post(f"{services.issuer}/v1/revoke", data={"token": token})
+    assert answer.status_code == 200, answer.text
