@@ -52,7 +52,7 @@ def unknown_environment(env: Mapping[str, str]) -> list[str]:
     for name in sorted(env):
         if not name.startswith(ENV_PREFIX) or name in known:
             continue
-        close = difflib.get_close_matches(name, known, n=1)
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
         hint = f" (did you mean {close[0]}?)" if close else ""
         warnings.append(f"unknown environment variable {name} is ignored{hint}")
     return warnings
