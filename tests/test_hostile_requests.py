@@ -17,10 +17,9 @@ from keyproof.errors import InvalidRequest
 from keyproof.testing import KeyproofServer
 
 from conftest import SERVER_LOGS
+from test_guard import CLIENT_ID, CLIENT_SECRET
 from wallets import EthWallet
 
-CLIENT_ID = "escrow-rs"
-CLIENT_SECRET = "correct horse battery staple"
 ENCODINGS = ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"]
 
 

@@ -27,12 +27,11 @@ from schemathesis.hooks import GLOBAL_HOOK_DISPATCHER
 from keyproof.testing import KeyproofServer
 
 from conftest import SERVER_LOGS
+from test_guard import CLIENT_ID, CLIENT_SECRET
 from wallets import EthWallet
 
 SEED = 20261129
 MAX_EXAMPLES = 200
-CLIENT_ID = "escrow-rs"
-CLIENT_SECRET = "correct horse battery staple"
 CONFIG_TOML = """
 [keyproof]
 challenge_limit_per_ip = 1000000000

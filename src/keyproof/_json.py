@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["MAX_JSON_DEPTH", "loads_strict"]
+__all__ = ["MAX_JSON_DEPTH", "NestedTooDeeply", "loads_strict"]
 
 MAX_JSON_DEPTH = 8
 

@@ -14,9 +14,9 @@ with its window, so counters never outlive it.
 * Outstanding challenges: counted in total per ``outstanding_window`` (the challenge
   TTL). Past ``outstanding_global`` the server is under pressure and each network
   (an IPv4 address, an IPv6 /48) gets **one** challenge per window from then on instead
-  of none: a flood from N networks leaves at most ``2 * outstanding_global + N``
-  challenges in the store (a fixed window may overlap the previous one), while a user
-  on any other network still gets the one challenge a sign-in needs.
+  of none: a flood from N networks leaves at most ``2 * (outstanding_global + N)``
+  challenges in the store (a challenge may outlive the window that admitted it), while
+  a user on any other network still gets the one challenge a sign-in needs.
 * ``/v1/token``: failed attempts per client and per network; over either, a request is
   refused before any work is done. Per account only failures are refused
   (:meth:`RateLimiter.record_failure`), so a valid proof always succeeds.
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from keyproof.errors import RateLimitCode, RateLimited
 from keyproof.stores.base import Kind, Store
 
-__all__ = ["Limits", "RateLimiter", "client_keys", "digest"]
+__all__ = ["Limits", "RateLimiter", "digest"]
 
 IPV6_CLIENT_PREFIX = 64
 IPV6_NETWORK_PREFIX = 48
@@ -83,7 +83,7 @@ class RateLimiter:
         window, cap = self.limits.outstanding_window, self.limits.outstanding_global
         if await self.store.hit(Kind.COUNTER, "out:all", window) <= cap:
             return
-        network = client_keys(client_ip)[0]
+        network = _client_keys(client_ip)[0]
         await self._count(f"out:{network}", window, 1, "too_many_challenges")
 
     async def admit_token(self, client_ip: str | None) -> None:
@@ -100,8 +100,9 @@ class RateLimiter:
         Raises ``RateLimited`` when the account has failed too often in this window.
         """
         window = self.limits.window
-        for key in client_keys(client_ip) if client_ip is not None else ():
-            await self.store.hit(Kind.COUNTER, f"fail:{key}", window)
+        if client_ip is not None:
+            for key in _client_keys(client_ip):
+                await self.store.hit(Kind.COUNTER, f"fail:{key}", window)
         if account is not None:
             await self._count(
                 f"fail:acct:{digest(account)}", window, self.limits.failed_token_per_account
@@ -127,7 +128,7 @@ _DESCRIPTIONS: dict[RateLimitCode, str] = {
 }
 
 
-def client_keys(client_ip: str) -> tuple[str, ...]:
+def _client_keys(client_ip: str) -> tuple[str, ...]:
     """Counter names of a client, widest first: ``net:`` its /48 and ``ip:`` its /64
     for IPv6, ``ip:`` the address for IPv4 (the address is its own network)."""
     try:
@@ -148,7 +149,7 @@ def _keyed(client_ip: str | None, per_network: int, per_ip: int) -> list[tuple[s
     if client_ip is None:
         return []
     return [
-        (key, per_network if key.startswith("net:") else per_ip) for key in client_keys(client_ip)
+        (key, per_network if key.startswith("net:") else per_ip) for key in _client_keys(client_ip)
     ]
 
 
