@@ -205,12 +205,7 @@ def _token_case(calls: int, rounds: int) -> dict[str, Any]:
 def _redeem_case(logins: int) -> dict[str, Any]:
     """Full challenge + redeem pipeline in-process on the memory store (no baseline)."""
     data_dir = Path(tempfile.mkdtemp(prefix="keyproof-bench-"))
-    settings = Settings(
-        store="memory://",
-        data_dir=data_dir,
-        challenge_limit_per_account=logins + 1,
-        max_challenges_per_account=logins + 1,
-    )
+    settings = Settings(store="memory://", data_dir=data_dir)
     service = build_service(
         settings, MemoryStore(), KeySet([SigningKey.generate(int(time.time()))])
     )

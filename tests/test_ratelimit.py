@@ -27,10 +27,10 @@ SIG = "0x" + "11" * 65
 LOW = {
     "rate_window": 60,
     "challenge_limit_per_ip": 5,
-    "challenge_limit_per_account": 3,
+    "challenge_limit_per_network": 8,
     "failed_token_limit_per_ip": 4,
+    "failed_token_limit_per_network": 6,
     "failed_token_limit_per_account": 2,
-    "max_challenges_per_account": 1000,
     "max_challenges": 1000,
 }
 
@@ -65,42 +65,32 @@ async def test_challenges_per_ip_are_limited_and_reset_after_the_window(
     await limited.challenge(EthWallet.create().caip10(), client_ip="192.0.2.1")
 
 
-async def test_challenges_per_account_are_limited_across_ips(limited: Service):
-    wallet = EthWallet.create()
-    for i in range(3):
-        await limited.challenge(wallet.caip10(), client_ip=f"192.0.2.{i}")
+async def test_an_ipv6_48_is_limited_as_one_network(limited: Service):
+    """65 536 /64s cost one address: the /48 has its own, larger limit."""
+    for subnet in range(8):
+        await limited.challenge(EthWallet.create().caip10(), client_ip=f"2001:db8:1:{subnet}::1")
     with pytest.raises(RateLimited) as refused:
-        await limited.challenge(wallet.caip10(), client_ip="192.0.2.99")
+        await limited.challenge(EthWallet.create().caip10(), client_ip="2001:db8:1:ffff::1")
     assert refused.value.code == "rate_limited"
+    await limited.challenge(EthWallet.create().caip10(), client_ip="2001:db8:2::1")
 
 
-async def test_outstanding_challenges_per_account_are_capped(
-    settings: Settings, keyset: KeySet, clock: FrozenClock
-):
-    service = _service(
-        settings, keyset, clock, challenge_limit_per_account=100, max_challenges_per_account=4
-    )
-    wallet = EthWallet.create()
-    for _ in range(4):
-        await service.challenge(wallet.caip10())
-    with pytest.raises(RateLimited) as refused:
-        await service.challenge(wallet.caip10())
-    assert refused.value.code == "too_many_challenges"
-    assert refused.value.retry_after == settings.challenge_ttl
-    await service.challenge(EthWallet.create().caip10())
-    clock.advance(settings.challenge_ttl)
-    await service.challenge(wallet.caip10())
-
-
-async def test_outstanding_challenges_are_capped_globally(
+async def test_past_the_global_cap_each_network_gets_one_challenge_per_ttl(
     settings: Settings, keyset: KeySet, clock: FrozenClock
 ):
     service = _service(settings, keyset, clock, challenge_limit_per_ip=100, max_challenges=7)
     for _ in range(7):
         await service.challenge(EthWallet.create().caip10(), client_ip="192.0.2.1")
-    with pytest.raises(RateLimited) as refused:
-        await service.challenge(EthWallet.create().caip10(), client_ip="192.0.2.2")
-    assert refused.value.code == "too_many_challenges"
+    for client_ip in ("192.0.2.1", "192.0.2.2", "2001:db8:5:1::1"):
+        await service.challenge(EthWallet.create().caip10(), client_ip=client_ip)
+    for client_ip in ("192.0.2.1", "192.0.2.2", "2001:db8:5:2::1"):  # same /48 as above
+        with pytest.raises(RateLimited) as refused:
+            await service.challenge(EthWallet.create().caip10(), client_ip=client_ip)
+        assert refused.value.code == "too_many_challenges"
+        assert refused.value.retry_after == settings.challenge_ttl
+    clock.advance(settings.challenge_ttl)
+    for _ in range(7):
+        await service.challenge(EthWallet.create().caip10(), client_ip="192.0.2.1")
 
 
 async def test_in_process_callers_have_no_ip_limit(limited: Service):
@@ -179,6 +169,19 @@ async def test_ipv6_clients_are_counted_per_64(limited: Service):
         await limited.redeem(_forged_message(template), SIG, client_ip="2001:db8::ffff:1")
     with pytest.raises(NonceRejected):
         await limited.redeem(_forged_message(template), SIG, client_ip="2001:db8:0:1::1")
+
+
+async def test_failed_attempts_from_an_ipv6_48_are_limited_as_one_network(limited: Service):
+    template = (await limited.challenge(EthWallet.create().caip10())).message
+    for subnet in range(6):
+        with pytest.raises(NonceRejected):
+            await limited.redeem(
+                _forged_message(template), SIG, client_ip=f"2001:db8:9:{subnet}::1"
+            )
+    with pytest.raises(RateLimited):
+        await limited.redeem(_forged_message(template), SIG, client_ip="2001:db8:9:ff::1")
+    with pytest.raises(NonceRejected):
+        await limited.redeem(_forged_message(template), SIG, client_ip="2001:db8:a::1")
 
 
 async def test_forged_nonces_do_not_lock_out_an_account(limited: Service):

@@ -140,6 +140,17 @@ async def test_revoke_refuses_malformed_requests(
         assert response.json()["reason"] == reason
 
 
+@pytest.mark.parametrize("hint", [7, ["access_token"], {"a": 1}, True])
+async def test_token_type_hint_that_is_not_a_string_is_refused(env: GuardEnv, hint: object):
+    token = env.mint()
+    body = {"token": token, "token_type_hint": hint}
+    revoked = await env.issuer.post("/v1/revoke", json=body)
+    introspected = await env.issuer.post("/v1/introspect", json=body, headers=basic())
+    for response in (revoked, introspected):
+        assert (response.status_code, response.json()["reason"]) == (400, "invalid_field")
+    assert (await introspect(env, token))["active"] is True  # nothing was revoked
+
+
 # --- introspection --------------------------------------------------------------------
 
 

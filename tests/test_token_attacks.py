@@ -23,10 +23,21 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from keyproof.errors import TokenInvalid
 from keyproof.server.keys import KeySet, SigningKey
-from keyproof.tokens import verify_access_token
+from keyproof.stores.base import Kind
+from keyproof.tokens import MAX_TOKEN_LIFETIME, verify_access_token
 
 from conftest import FrozenClock
-from test_guard import AUDIENCE, ISSUER, OTHER_AUDIENCE, SUBJECT, GuardEnv, bearer, guard_env
+from test_guard import (
+    AUDIENCE,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    ISSUER,
+    OTHER_AUDIENCE,
+    SUBJECT,
+    GuardEnv,
+    bearer,
+    guard_env,
+)
 
 
 def b64(data: bytes) -> str:
@@ -288,3 +299,94 @@ def test_verify_rejects_non_strings():
     for value in (None, b"a.b.c", 7, ""):
         with pytest.raises(TokenInvalid):
             verify_access_token(value, keys=keys, issuer=ISSUER, audience=AUDIENCE, now=0)  # type: ignore[arg-type]
+
+
+# --- ambiguous or insane claims: refused by every keyproof verifier ---------------------
+
+EXPECT = {
+    "service": "Acme Escrow",
+    "audience": AUDIENCE,
+    "type": "escrow.release",
+    "object": "escrow-42",
+    "scope": "escrow:release",
+}
+
+
+async def _issuer_verdicts(attack: Attack, token: str) -> tuple[bool, int, bool]:
+    """(introspection says active, /v1/actions/verify status, revocation stored its jti)."""
+    issuer = attack.env.issuer
+    introspected = await issuer.post(
+        "/v1/introspect", data={"token": token}, auth=(CLIENT_ID, CLIENT_SECRET)
+    )
+    action = await issuer.post(
+        "/v1/actions/verify",
+        json={"expect": EXPECT, "action": {}, "signature": "x"},
+        headers=bearer(token),
+    )
+    before = await attack.env.store.count(Kind.REVOKED)
+    assert (await issuer.post("/v1/revoke", data={"token": token})).status_code == 200
+    stored = await attack.env.store.count(Kind.REVOKED) > before
+    return introspected.json()["active"], action.status_code, stored
+
+
+async def refused_everywhere(attack: Attack, token: str) -> None:
+    """Refused by verify_access_token, the guard, introspection, actions and revocation."""
+    await attack.refused(token)
+    assert await _issuer_verdicts(attack, token) == (False, 401, False)
+
+
+async def test_control_honest_token_is_accepted_by_every_verifier(attack: Attack):
+    token = attack.signed()
+    await attack.accepted(token)
+    # The action itself is malformed: the token got past verification.
+    assert await _issuer_verdicts(attack, token) == (True, 400, True)
+
+
+def _raw_segment(text: str) -> str:
+    return b64(text.encode())
+
+
+async def test_duplicate_header_member_alg_none_then_eddsa(attack: Attack):
+    kid = attack.signing.kid
+    for header in (
+        f'{{"alg":"none","alg":"EdDSA","typ":"at+jwt","kid":"{kid}"}}',
+        f'{{"alg":"EdDSA","typ":"at+jwt","kid":"{kid}","kid":"{kid}"}}',
+    ):
+        signing_input = f"{_raw_segment(header)}.{segment(attack.claims())}"
+        signature = attack.signing.private.sign(signing_input.encode())
+        await refused_everywhere(attack, f"{signing_input}.{b64(signature)}")
+
+
+async def test_duplicate_payload_member_two_subjects(attack: Attack):
+    claims = json.dumps(attack.claims(), separators=(",", ":"))
+    for payload in (
+        '{"sub":"eip155:1:0x0000000000000000000000000000000000000001",' + claims[1:],
+        claims[:-1] + ',"scope":"escrow:release admin:all"}',
+        claims[:-1] + ',"cnf":{"jkt":"a","jkt":"b"}}',
+    ):
+        signing_input = f"{segment(attack.header())}.{_raw_segment(payload)}"
+        signature = attack.signing.private.sign(signing_input.encode())
+        await refused_everywhere(attack, f"{signing_input}.{b64(signature)}")
+
+
+async def test_audience_as_a_list_holding_the_audience(attack: Attack):
+    for aud in ([AUDIENCE], [AUDIENCE, OTHER_AUDIENCE], [OTHER_AUDIENCE, AUDIENCE]):
+        await refused_everywhere(attack, attack.signed(claims=attack.claims(aud=aud)))
+
+
+@pytest.mark.parametrize(
+    ("claim", "value"),
+    [
+        ("exp", 10**30),
+        ("exp", 2**53),
+        ("nbf", -1),
+        ("iat", -(10**30)),
+        ("exp", "lifetime_over_the_hard_cap"),
+    ],
+    ids=["exp_10_30", "exp_2_53", "nbf_negative", "iat_huge_negative", "lifetime_over_cap"],
+)
+async def test_time_claims_out_of_range(attack: Attack, claim: str, value: Any):
+    now = int(attack.env.clock())
+    if value == "lifetime_over_the_hard_cap":
+        value = now + MAX_TOKEN_LIFETIME + 1
+    await refused_everywhere(attack, attack.signed(claims=attack.claims(**{claim: value})))

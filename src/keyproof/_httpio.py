@@ -10,6 +10,7 @@ from typing import Any
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse
 
+from keyproof._json import MAX_JSON_DEPTH, NestedTooDeeply, loads_strict
 from keyproof.errors import (
     InvalidRequest,
     KeyproofError,
@@ -31,7 +32,6 @@ __all__ = [
     "string_field",
 ]
 
-MAX_JSON_DEPTH = 8
 MAX_AUTHORIZATION_CHARS = 8200
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 FORM = "application/x-www-form-urlencoded"
@@ -106,12 +106,13 @@ async def _read_body(request: Request, max_bytes: int) -> bytes:
 
 
 def _parse_object(body: bytes) -> dict[str, Any]:
-    brackets = body.count(b"[") + body.count(b"{")
-    if brackets > MAX_JSON_DEPTH and _nesting_depth(body) > MAX_JSON_DEPTH:
-        raise InvalidRequest("invalid_json", "JSON nested too deeply")
     try:
-        value = json.loads(body, object_pairs_hook=_no_duplicate_keys)
-    except (ValueError, RecursionError):
+        value = loads_strict(body, max_depth=MAX_JSON_DEPTH)
+    except NestedTooDeeply:
+        raise InvalidRequest("invalid_json", "JSON nested too deeply") from None
+    except UnicodeDecodeError:
+        raise InvalidRequest("invalid_json", "body is not UTF-8 (RFC 8259 §8.1)") from None
+    except ValueError:
         raise InvalidRequest("invalid_json", "body is not valid JSON") from None
     if not isinstance(value, dict):
         raise InvalidRequest("invalid_json", "body must be a JSON object")
@@ -121,35 +122,6 @@ def _parse_object(body: bytes) -> dict[str, Any]:
     except UnicodeEncodeError:
         raise InvalidRequest("invalid_json", "body holds invalid Unicode") from None
     return value
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise ValueError("duplicate key")
-    return result
-
-
-def _nesting_depth(body: bytes) -> int:
-    """Maximum bracket depth outside strings, found before ``json.loads`` recurses."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for byte in body:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:
-                escaped = True
-            elif byte == 0x22:
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):
-            depth += 1
-            deepest = max(deepest, depth)
-        elif byte in (0x5D, 0x7D):
-            depth -= 1
-    return deepest
 
 
 def string_field(body: dict[str, Any], name: str, *, required: bool = True) -> str | None:

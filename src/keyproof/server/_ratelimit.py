@@ -1,21 +1,29 @@
-"""Abuse limits, shared by every replica because the counters live in the store.
+"""Abuse limits that a stranger cannot turn against an account (specs/protocol.md §9).
 
-Each limit is a fixed window counted with :meth:`Store.hit`: the window starts at
-the first hit and the counter expires with it, so counters never outlive their
-window and the store stays bounded. Refusals are ``RateLimited`` (HTTP 429) with
-``Retry-After`` set to the window length, an upper bound on the wait.
+An account id is public, so every hard limit is keyed on the sender's side of the
+connection, never on the account: a flood for someone's address spends the sender's
+own budget and leaves the owner's untouched. The counters live in the store, so
+replicas share them; each is a fixed window counted with :meth:`Store.hit`, expiring
+with its window, so counters never outlive it.
 
-* ``/v1/challenge``: requests per client IP and per account per ``rate_window``.
-* Outstanding challenges per account and in total: challenges issued within one
-  ``challenge_ttl`` window. A fixed window may overlap challenges of the previous
-  one, so at most twice the cap is ever live: a bound, not an exact count.
-* ``/v1/token``: failed attempts per client IP and per account. An IP over its limit
-  is refused before any work is done. An account over its limit answers its *failed*
-  attempts with 429 while a valid proof still succeeds: anyone may ask a challenge
-  for any account, so a hard block would let a stranger lock the owner out.
+* A client is its IPv4 address, or its IPv6 /64 inside its /48 network (RFC 6177: one
+  site's allocation, 65 536 /64s for the price of one address). IPv6 clients are counted
+  at both levels, the /48 first, so a flood from one /48 is refused at its network
+  counter before it can mint a counter per /64.
+* ``/v1/challenge``: requests per client and per network per ``window``.
+* Outstanding challenges: counted in total per ``outstanding_window`` (the challenge
+  TTL). Past ``outstanding_global`` the server is under pressure and each network
+  (an IPv4 address, an IPv6 /48) gets **one** challenge per window from then on instead
+  of none: a flood from N networks leaves at most ``2 * (outstanding_global + N)``
+  challenges in the store (a challenge may outlive the window that admitted it), while
+  a user on any other network still gets the one challenge a sign-in needs.
+* ``/v1/token``: failed attempts per client and per network; over either, a request is
+  refused before any work is done. Per account only failures are refused
+  (:meth:`RateLimiter.record_failure`), so a valid proof always succeeds.
 
-Counter keys carry a SHA-256 digest of the IP or account, never the value itself.
-IPv6 clients are counted per /64, the block one host usually holds.
+Refusals are ``RateLimited`` (HTTP 429) with ``Retry-After`` set to the window length,
+an upper bound on the wait. Counter keys carry a SHA-256 digest of the network, client
+or account, never the value itself.
 """
 
 from __future__ import annotations
@@ -29,6 +37,9 @@ from keyproof.stores.base import Kind, Store
 
 __all__ = ["Limits", "RateLimiter", "digest"]
 
+IPV6_CLIENT_PREFIX = 64
+IPV6_NETWORK_PREFIX = 48
+
 
 def digest(value: str) -> str:
     """SHA-256 hex digest: how counter keys and the audit log name IPs, accounts, nonces."""
@@ -41,56 +52,57 @@ class Limits:
 
     window: int = 60
     challenge_per_ip: int = 120
-    challenge_per_account: int = 20
+    challenge_per_network: int = 960
     failed_token_per_ip: int = 60
+    failed_token_per_network: int = 480
     failed_token_per_account: int = 20
     outstanding_window: int = 300
-    outstanding_per_account: int = 50
     outstanding_global: int = 200_000
 
 
 class RateLimiter:
-    """Checks and counts requests against :class:`Limits` in a shared store."""
+    """Checks and counts requests against :class:`Limits` in a shared store.
+
+    ``client_ip`` None means an in-process caller, which has no network to limit.
+    """
 
     def __init__(self, store: Store, limits: Limits) -> None:
         self.store = store
         self.limits = limits
 
-    async def admit_challenge_ip(self, client_ip: str | None) -> None:
-        """Count a challenge request from ``client_ip`` (None: an in-process caller)."""
+    async def admit_challenge(self, client_ip: str | None) -> None:
+        """Count a challenge request against its network's and client's rates."""
+        limits = self.limits
+        for key, limit in _keyed(client_ip, limits.challenge_per_network, limits.challenge_per_ip):
+            await self._count(f"ch:{key}", limits.window, limit)
+
+    async def admit_outstanding(self, client_ip: str | None) -> None:
+        """Count one more outstanding challenge; under pressure, one per network per window."""
         if client_ip is None:
             return
-        limits = self.limits
-        await self._count(f"ch:ip:{_client_key(client_ip)}", limits.window, limits.challenge_per_ip)
+        window, cap = self.limits.outstanding_window, self.limits.outstanding_global
+        if await self.store.hit(Kind.COUNTER, "out:all", window) <= cap:
+            return
+        network = _client_keys(client_ip)[0]
+        await self._count(f"out:{network}", window, 1, "too_many_challenges")
 
-    async def admit_challenge_account(self, account: str) -> None:
-        """Count a challenge for ``account`` against its rate and the outstanding caps."""
+    async def admit_token(self, client_ip: str | None) -> None:
+        """Refuse a token attempt from a client or network that failed too often."""
         limits = self.limits
-        key = digest(account)
-        await self._count(f"ch:acct:{key}", limits.window, limits.challenge_per_account)
-        await self._count(
-            f"out:acct:{key}",
-            limits.outstanding_window,
-            limits.outstanding_per_account,
-            code="too_many_challenges",
-        )
-        await self._count(
-            "out:all", limits.outstanding_window, limits.outstanding_global, "too_many_challenges"
-        )
-
-    async def admit_token_ip(self, client_ip: str | None) -> None:
-        """Refuse a token attempt from an IP that failed too often in this window."""
-        if client_ip is not None:
-            await self._check(f"fail:ip:{_client_key(client_ip)}", self.limits.failed_token_per_ip)
+        for key, limit in _keyed(
+            client_ip, limits.failed_token_per_network, limits.failed_token_per_ip
+        ):
+            await self._check(f"fail:{key}", limit)
 
     async def record_failure(self, *, client_ip: str | None, account: str | None) -> None:
-        """Count one failed token attempt against the IP and, if known, the account.
+        """Count one failed token attempt against the client, its network and the account.
 
         Raises ``RateLimited`` when the account has failed too often in this window.
         """
         window = self.limits.window
         if client_ip is not None:
-            await self.store.hit(Kind.COUNTER, f"fail:ip:{_client_key(client_ip)}", window)
+            for key in _client_keys(client_ip):
+                await self.store.hit(Kind.COUNTER, f"fail:{key}", window)
         if account is not None:
             await self._count(
                 f"fail:acct:{digest(account)}", window, self.limits.failed_token_per_account
@@ -112,21 +124,33 @@ class RateLimiter:
 
 _DESCRIPTIONS: dict[RateLimitCode, str] = {
     "rate_limited": "too many requests",
-    "too_many_challenges": "too many outstanding challenges",
+    "too_many_challenges": "too many outstanding challenges; retry later",
 }
 
 
-def _client_key(client_ip: str) -> str:
-    """Digest of the IPv4 address, or of the /64 an IPv6 address belongs to."""
+def _client_keys(client_ip: str) -> tuple[str, ...]:
+    """Counter names of a client, widest first: ``net:`` its /48 and ``ip:`` its /64
+    for IPv6, ``ip:`` the address for IPv4 (the address is its own network)."""
     try:
         address = ipaddress.ip_address(client_ip)
     except ValueError:
-        return digest(client_ip)
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return digest(str(address.ipv4_mapped))
-        return digest(str(ipaddress.IPv6Network((address, 64), strict=False)))
-    return digest(str(address))
+        return (f"ip:{digest(client_ip)}",)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv4Address):
+        return (f"ip:{digest(str(address))}",)
+    network = ipaddress.IPv6Network((address, IPV6_NETWORK_PREFIX), strict=False)
+    client = ipaddress.IPv6Network((address, IPV6_CLIENT_PREFIX), strict=False)
+    return (f"net:{digest(str(network))}", f"ip:{digest(str(client))}")
+
+
+def _keyed(client_ip: str | None, per_network: int, per_ip: int) -> list[tuple[str, int]]:
+    """``(counter name, limit)`` of each level of the client, widest first."""
+    if client_ip is None:
+        return []
+    return [
+        (key, per_network if key.startswith("net:") else per_ip) for key in _client_keys(client_ip)
+    ]
 
 
 def _as_int(value: bytes) -> int:

@@ -40,6 +40,7 @@ from keyproof.server._cors import CorsMiddleware
 from keyproof.server._headers import NosniffMiddleware
 from keyproof.server._logs import RequestIdMiddleware
 from keyproof.server._metrics import ERROR_CODE_SCOPE_KEY, Metrics
+from keyproof.server._openapi import load_openapi
 from keyproof.server._signals import on_hangup
 from keyproof.server._slowclients import BodyDeadlineMiddleware
 from keyproof.server._storewatch import WatchedStore
@@ -63,6 +64,7 @@ ROUTES: Final = (
     ("/healthz", "healthz", "GET"),
     ("/readyz", "readyz", "GET"),
     ("/metrics", "metrics_text", "GET"),
+    ("/openapi.json", "openapi", "GET"),
 )
 """``(path, handler, method)`` of every endpoint."""
 BROWSER_ROUTES: Final = frozenset(
@@ -83,6 +85,7 @@ class Endpoints:
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
         self.metrics = metrics
+        self.openapi_document = load_openapi()
         self.client_ip = ClientIpResolver(settings.trusted_proxies, settings.forwarded_header)
         self._components: Components | None = None
 
@@ -143,7 +146,7 @@ class Endpoints:
 
     async def revoke(self, request: Request) -> Response:
         body = await read_form_or_json(request, self.settings.max_body_bytes)
-        await self.components.revocation.revoke(_required(body, "token"))
+        await self.components.revocation.revoke(_token_parameter(body))
         return json_response({}, no_store=True)
 
     async def introspect(self, request: Request) -> Response:
@@ -153,7 +156,7 @@ class Endpoints:
         except ClientAuthenticationFailed as exc:
             return _challenged(request, exc, 'Basic realm="keyproof introspection"')
         body = await read_form_or_json(request, self.settings.max_body_bytes)
-        active = await self.components.revocation.introspect(_required(body, "token"))
+        active = await self.components.revocation.introspect(_token_parameter(body))
         return json_response(active, no_store=True)
 
     async def verify_action(self, request: Request) -> Response:
@@ -207,6 +210,9 @@ class Endpoints:
             raise Unavailable("keys_unavailable", "the signing-key file cannot be reloaded")
         return JSONResponse({"status": "ready"}, headers={"Cache-Control": "no-store"})
 
+    async def openapi(self, request: Request) -> Response:
+        return JSONResponse(self.openapi_document)
+
     async def metrics_text(self, request: Request) -> Response:
         body, content_type = self.metrics.render()
         return Response(body, media_type=content_type, headers={"Cache-Control": "no-store"})
@@ -217,6 +223,12 @@ def _required(body: dict[str, Any], name: str) -> str:
     if value is None:  # unreachable: string_field raises for a required member
         raise InvalidRequest("missing_field", f"{name} is required")
     return value
+
+
+def _token_parameter(body: dict[str, Any]) -> str:
+    """``token`` of an RFC 7009/7662 request; ``token_type_hint``, if sent, is a string."""
+    string_field(body, "token_type_hint", required=False)
+    return _required(body, "token")
 
 
 def _challenged(request: Request, error: KeyproofError, www_authenticate: str) -> Response:
@@ -236,10 +248,15 @@ async def _keyproof_error(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     error: KeyproofError = NotFound("not_found", "no such endpoint")
+    allow = None
     if isinstance(exc, HTTPException) and exc.status_code == 405:
         error = MethodNotAllowed("method_not_allowed", "method not allowed")
+        allow = (exc.headers or {}).get("Allow")
     request.scope[ERROR_CODE_SCOPE_KEY] = error.code
-    return error_response(error)
+    response = error_response(error)
+    if allow is not None:  # RFC 9110 §15.5.6: a 405 names the methods that are allowed
+        response.headers["Allow"] = allow
+    return response
 
 
 def create_app(

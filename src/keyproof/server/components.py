@@ -60,11 +60,11 @@ def _limits(settings: Settings) -> Limits:
     return Limits(
         window=settings.rate_window,
         challenge_per_ip=settings.challenge_limit_per_ip,
-        challenge_per_account=settings.challenge_limit_per_account,
+        challenge_per_network=settings.challenge_limit_per_network,
         failed_token_per_ip=settings.failed_token_limit_per_ip,
+        failed_token_per_network=settings.failed_token_limit_per_network,
         failed_token_per_account=settings.failed_token_limit_per_account,
         outstanding_window=settings.challenge_ttl,
-        outstanding_per_account=settings.max_challenges_per_account,
         outstanding_global=settings.max_challenges,
     )
 

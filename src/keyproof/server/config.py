@@ -51,10 +51,10 @@ INT_SETTINGS = frozenset(
 LIMIT_SETTINGS = frozenset(
     {
         "challenge_limit_per_ip",
-        "challenge_limit_per_account",
+        "challenge_limit_per_network",
         "failed_token_limit_per_ip",
+        "failed_token_limit_per_network",
         "failed_token_limit_per_account",
-        "max_challenges_per_account",
         "max_challenges",
     }
 )
@@ -89,10 +89,10 @@ class Settings:
     forwarded_header: str = "x-forwarded-for"
     rate_window: int = 60
     challenge_limit_per_ip: int = 120
-    challenge_limit_per_account: int = 20
+    challenge_limit_per_network: int = 960
     failed_token_limit_per_ip: int = 60
+    failed_token_limit_per_network: int = 480
     failed_token_limit_per_account: int = 20
-    max_challenges_per_account: int = 50
     max_challenges: int = 200_000
     audit_log: Path | None = None
     log_level: str = "info"

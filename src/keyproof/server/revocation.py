@@ -14,7 +14,6 @@ malformed and foreign tokens (another issuer, key or audience) are all
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import time
@@ -129,8 +128,10 @@ def _basic_credentials(authorization: str | None) -> tuple[str, str]:
     if scheme.lower() != "basic":
         raise failed
     try:
+        # Header bytes arrive as Latin-1 text; b64decode raises a plain ValueError on
+        # non-ASCII, binascii.Error (a ValueError too) on bad base64.
         decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:
         raise failed from None
     client_id, colon, secret = decoded.partition(":")
     if not colon:

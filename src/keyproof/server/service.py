@@ -2,16 +2,17 @@
 
 This module is the only place that knows the order of checks on redeem:
 
-    failed attempts of the client IP under its limit -> size limits -> strict parse
-    -> look up binding (read only) -> fields match the binding -> time window ->
-    signature over the exact bytes received -> atomic consume of the nonce -> policy
-    -> mint
+    failed attempts of the client and its network under their limits -> size limits
+    -> strict parse -> look up binding (read only) -> fields match the binding
+    -> time window -> signature over the exact bytes received -> atomic consume of
+    the nonce -> policy -> mint
 
 Every redeem decision goes to the audit log; a refusal other than a replay of an
 already redeemed message counts as a failed attempt of the client IP and, once the
 nonce is known to be bound to that account, of the account (``keyproof.server._ratelimit``);
 an account over its limit gets 429 for failed attempts, never for a valid proof.
-Challenges are rate-limited per client IP before parsing and per account after.
+Challenges are rate-limited per client and network before parsing and counted as
+outstanding after; nothing about a challenge is limited per account, whose id is public.
 
 A bad signature therefore never burns a pending nonce, and of several concurrent
 redeems of one message exactly one consumes the nonce and gets a token. HTTP, CLI
@@ -175,13 +176,13 @@ class Service:
         ``browser_origin`` is the request's ``Origin`` header and ``origin`` a relying
         party the client names itself; either selects the domain and URI (§6.1).
         """
-        await self._limiter.admit_challenge_ip(client_ip)
+        await self._limiter.admit_challenge(client_ip)
         parsed = parse_account(account, self._config.chains)
         family = _family(parsed)
         scopes = self._requested_scopes(parsed, scope or "")
         audience = self._audience(audience)
         domain, uri = self._relying_party(origin, browser_origin)
-        await self._limiter.admit_challenge_account(parsed.id)
+        await self._limiter.admit_outstanding(client_ip)
         now = int(self._clock())
         nonce = secrets.token_hex(16)
         binding = Binding(
@@ -301,7 +302,7 @@ class Service:
             await self._limiter.record_failure(client_ip=attempt.client_ip, account=account)
 
     async def _redeem(self, message: str, signature: str, attempt: _Attempt) -> AccessToken:
-        await self._limiter.admit_token_ip(attempt.client_ip)
+        await self._limiter.admit_token(attempt.client_ip)
         signed_bytes = _bounded_bytes(message, signature)
         family = family_for_message(message)
         parsed, account = family.parse(message)
