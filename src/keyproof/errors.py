@@ -46,6 +46,8 @@ __all__ = [
     "BindingMismatch",
     "ClientAuthenticationFailed",
     "ConfigurationError",
+    "DPoPNonceRequired",
+    "DPoPProofInvalid",
     "InsufficientScope",
     "InvalidAccount",
     "InvalidAction",
@@ -211,6 +213,25 @@ class ActionRejected(ProofRejected):
         description: str,
     ) -> None:
         super().__init__(code, description)
+
+
+class DPoPProofInvalid(KeyproofError):
+    """A DPoP proof (RFC 9449) missing, malformed, replayed or for another request."""
+
+    oauth_error = "invalid_dpop_proof"
+
+    def __init__(self, code: Literal["invalid_dpop_proof"], description: str) -> None:
+        super().__init__(code, description)
+
+
+class DPoPNonceRequired(KeyproofError):
+    """The proof must carry the server's current ``DPoP-Nonce`` (RFC 9449 §8)."""
+
+    oauth_error = "use_dpop_nonce"
+
+    def __init__(self, code: Literal["use_dpop_nonce"], description: str, *, nonce: str) -> None:
+        super().__init__(code, description)
+        self.nonce = nonce
 
 
 class TokenInvalid(KeyproofError):

@@ -22,6 +22,7 @@ class Kind(StrEnum):
     REVOKED = "revoked"
     ACTION = "action"
     COUNTER = "counter"
+    DPOP_PROOF = "dpop_proof"
 
 
 class Store(abc.ABC):
