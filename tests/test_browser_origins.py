@@ -74,7 +74,7 @@ def test_preflight_from_a_listed_origin_is_answered(client: TestClient, path: st
     assert cors_headers(response.headers) == {
         "access-control-allow-origin": SHOP,
         "access-control-allow-methods": method,
-        "access-control-allow-headers": "Content-Type",
+        "access-control-allow-headers": "Content-Type, DPoP",
         "access-control-max-age": "600",
     }
     assert response.headers["vary"] == "Origin"

@@ -257,7 +257,8 @@ async def test_require_scope_lists_every_required_scope(env: GuardEnv, rs: httpx
 async def test_require_scope_without_token_is_401_bearer(rs: httpx.AsyncClient):
     response = await rs.post("/release")
     assert response.status_code == 401
-    assert response.headers["www-authenticate"] == "Bearer"
+    # Both schemes are offered (RFC 6750 §3.1, RFC 9449 §7.1), with no error code.
+    assert response.headers["www-authenticate"] == 'Bearer, DPoP algs="ES256 Ed25519 EdDSA"'
 
 
 async def test_invalid_token_is_401_invalid_token(env: GuardEnv, rs: httpx.AsyncClient):

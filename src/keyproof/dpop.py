@@ -12,7 +12,8 @@ say which request it is for. :func:`verify_proof` checks, in the order of RFC 94
 
 and returns what the caller still has to check against state it keeps: the ``jti`` is
 used once (:class:`ProofReplayCache`, kept in a store so it holds across replicas) and,
-where the server hands out nonces, the ``nonce``. Every refusal is
+where the server hands out nonces, the ``nonce``. :func:`check_sender` is what a
+resource server does with a presented token and its proof. Every refusal is
 ``invalid_dpop_proof`` with a fixed description; nothing in the proof picks how it is
 verified.
 """
@@ -22,13 +23,15 @@ from __future__ import annotations
 import hashlib
 import re
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 from keyproof import jose
 from keyproof.crypto.encoding import encode_base64url
-from keyproof.errors import DPoPProofInvalid
+from keyproof.errors import DPoPProofInvalid, TokenInvalid
 from keyproof.stores.base import Kind, Store
+from keyproof.tokens import confirmation_jkt
 
 __all__ = [
     "DPOP_ALGORITHMS",
@@ -37,6 +40,7 @@ __all__ = [
     "DPoPProof",
     "ProofReplayCache",
     "access_token_hash",
+    "check_sender",
     "normalized_htu",
     "verify_proof",
 ]
@@ -185,3 +189,32 @@ class ProofReplayCache:
         ttl = proof.iat + MAX_AGE + MAX_FUTURE - now
         if not await self._store.add(Kind.DPOP_PROOF, key, b"1", ttl):
             raise _invalid("the proof was already used")
+
+
+async def check_sender(
+    claims: Mapping[str, Any],
+    *,
+    scheme: str,
+    token: str,
+    proof: str | None,
+    method: str,
+    url: str,
+    now: int,
+    replay: ProofReplayCache,
+) -> None:
+    """A verified token is presented the way its binding requires (RFC 9449 §7).
+
+    A token bound by ``cnf.jkt`` comes with the ``DPoP`` scheme and a fresh proof of that
+    key for this request (``ath`` its hash, ``jti`` never seen before); a token without
+    a binding comes with the ``Bearer`` scheme. Otherwise ``token_invalid`` (the wrong
+    scheme) or ``invalid_dpop_proof``.
+    """
+    jkt = confirmation_jkt(claims)
+    if jkt is None:
+        if scheme != "Bearer":
+            raise TokenInvalid("token_invalid", "a bearer token sent with the DPoP scheme")
+        return
+    if scheme != "DPoP":
+        raise TokenInvalid("token_invalid", "a DPoP-bound token sent as a bearer token")
+    checked = verify_proof(proof, method=method, url=url, now=now, access_token=token, jkt=jkt)
+    await replay.use(checked, now)

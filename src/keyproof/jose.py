@@ -4,9 +4,9 @@ One parse feeds every JWS keyproof reads (access tokens, DPoP proofs), and refus
 
 - anything but three canonical, unpadded base64url segments (RFC 7515 §7.1), so one
   signed value has one spelling;
-- a header or payload that is not a UTF-8 JSON object, that repeats a member name
-  (RFC 7515 §4: the JOSE header must not; two verifiers could read the last or the
-  first one) or that holds ``NaN``/``Infinity``;
+- a header or payload that is not a UTF-8 JSON object under :mod:`keyproof._json`'s
+  rules: no repeated member name (RFC 7515 §4: the JOSE header must not; two verifiers
+  could read the last or the first one), no ``NaN``/``Infinity``, bounded nesting;
 - a ``crit`` header (no extension is understood, RFC 7515 §4.1.11).
 
 Algorithms are the verifier's choice, never the header's: :func:`verify_signature`
@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from keyproof._json import loads_strict
 from keyproof.crypto import ed25519
 from keyproof.crypto.encoding import encode_base64url, parse_base64url
 from keyproof.errors import InvalidAccount
@@ -159,24 +160,11 @@ def _coordinate(value: Any) -> bytes:
     return raw
 
 
-def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    members = dict(pairs)
-    if len(members) != len(pairs):
-        raise JoseError("a member name is repeated")
-    return members
-
-
-def _no_constant(name: str) -> Any:
-    raise JoseError(f"{name} is not JSON")
-
-
 def _json_object(data: bytes, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(
-            data.decode("utf-8"), object_pairs_hook=_unique_members, parse_constant=_no_constant
-        )
-    except (UnicodeDecodeError, RecursionError, json.JSONDecodeError):
-        raise JoseError(f"the {what} is not UTF-8 JSON") from None
+        value = loads_strict(data)
+    except ValueError:  # not UTF-8, repeated members, NaN, nested too deeply
+        raise JoseError(f"the {what} is not strict UTF-8 JSON") from None
     if not isinstance(value, dict):
         raise JoseError(f"the {what} is not a JSON object")
     return value

@@ -59,6 +59,10 @@ LIMIT_SETTINGS = frozenset(
     }
 )
 PATH_SETTINGS = frozenset({"data_dir", "config", "audit_log"})
+# Sessions: refresh-token lifetimes and DPoP server nonces (specs/protocol.md "Refresh").
+SESSION_INT_SETTINGS = frozenset({"session_ttl", "session_idle_ttl"})
+BOOL_SETTINGS = frozenset({"dpop_nonce"})
+MAX_SESSION_TTL = 30 * 86400
 OPERATION_INT_SETTINGS = frozenset(
     {"header_timeout", "body_timeout", "max_connections", "metrics_port"}
 )
@@ -110,6 +114,11 @@ class Settings:
     # a challenge requested from their origin carries.
     cors_origins: tuple[str, ...] = ()
     relying_parties: tuple[RelyingParty, ...] = ()
+    # Sessions: a DPoP-bound sign-in gets a rotating refresh token, valid at most
+    # session_ttl after the sign-in and session_idle_ttl after its last use.
+    session_ttl: int = 86400
+    session_idle_ttl: int = 7200
+    dpop_nonce: bool = False
 
     def __post_init__(self) -> None:
         base = f"http://{_host_for_url(self.host)}:{self.port}"
@@ -183,6 +192,17 @@ class Settings:
             except ValueError:
                 raise ConfigurationError("invalid_setting", f"trusted proxy {proxy!r}") from None
         self._validate_operations()
+        self._validate_sessions()
+
+    def _validate_sessions(self) -> None:
+        _require(
+            300 <= self.session_ttl <= MAX_SESSION_TTL,
+            f"session_ttl must be 300..{MAX_SESSION_TTL} seconds (30 days)",
+        )
+        _require(
+            60 <= self.session_idle_ttl <= self.session_ttl,
+            "session_idle_ttl must be 60 seconds..session_ttl",
+        )
 
     def _validate_operations(self) -> None:
         _require(1 <= self.header_timeout <= 300, "header_timeout must be 1..300 seconds")
@@ -308,7 +328,7 @@ def _coerce(values: dict[str, Any]) -> dict[str, Any]:
         raise ConfigurationError("invalid_setting", f"unknown settings: {sorted(unknown)}")
     out = dict(values)
     for name, value in values.items():
-        out[name] = _coerce_one(name, value)
+        out[name] = _flag(name, value) if name in BOOL_SETTINGS else _coerce_one(name, value)
     return out
 
 
@@ -318,7 +338,7 @@ def _coerce_one(name: str, value: Any) -> Any:
         if not isinstance(items, list | tuple):
             raise ConfigurationError("invalid_setting", f"{name} must be a list")
         return tuple(str(item).strip() for item in items if str(item).strip())
-    if name in INT_SETTINGS | LIMIT_SETTINGS | OPERATION_INT_SETTINGS:
+    if name in INT_SETTINGS | LIMIT_SETTINGS | OPERATION_INT_SETTINGS | SESSION_INT_SETTINGS:
         if isinstance(value, bool):
             raise ConfigurationError("invalid_setting", f"{name} must be an integer")
         try:
@@ -334,6 +354,15 @@ def _coerce_one(name: str, value: Any) -> Any:
     if not isinstance(value, str):
         raise ConfigurationError("invalid_setting", f"{name} must be a string")
     return value
+
+
+def _flag(name: str, value: Any) -> bool:
+    """A TOML boolean, or ``true``/``false`` from a flag or the environment."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in {"true", "false"}:
+        return value.strip().lower() == "true"
+    raise ConfigurationError("invalid_setting", f"{name} must be true or false")
 
 
 def _client_table(name: str, value: Any) -> dict[str, str]:

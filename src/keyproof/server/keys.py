@@ -85,7 +85,7 @@ class SigningKey:
             "crv": "Ed25519",
             "x": encode_base64url(raw),
             "kid": self.kid,
-            "alg": "EdDSA",
+            "alg": "Ed25519",  # RFC 9864
             "use": "sig",
         }
 
