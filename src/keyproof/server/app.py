@@ -182,9 +182,7 @@ class Endpoints:
 
     async def revoke(self, request: Request) -> Response:
         body = await read_form_or_json(request, self.settings.max_body_bytes)
-        token = _token_parameter(body)
-        hint = string_field(body, "token_type_hint", required=False)
-        await self.components.revocation.revoke(token, hint)
+        await self.components.revocation.revoke(_token_parameter(body))
         return json_response({}, no_store=True)
 
     async def introspect(self, request: Request) -> Response:

@@ -4,7 +4,7 @@ Revocation: whoever holds a token may revoke it; the answer is the same whether 
 token was valid, unknown or malformed (RFC 7009 §2.2), so the endpoint is no oracle.
 A revoked token's ``jti`` is kept in the store (``Kind.REVOKED``) until the token
 could no longer validate anyway (``exp`` plus the verification leeway). A refresh token
-(``token_type_hint=refresh_token``, or found by lookup) ends its whole session on every
+(found by lookup, whatever ``token_type_hint`` says) ends its whole session on every
 replica; access tokens of a revoked session (their ``sid``) are inactive from then on.
 
 Introspection: a resource server authenticated with configured client credentials
@@ -77,12 +77,13 @@ class Revocation:
                 failure = exc
         raise failure
 
-    async def revoke(self, token: str, hint: str | None = None) -> None:
+    async def revoke(self, token: str) -> None:
         """Revoke ``token`` if it is one of ours and still valid; silently ignore others.
 
-        A refresh token ends its session; ``hint`` (RFC 7009 §2.1) only orders the lookups.
+        A refresh token ends its session. Either kind is found whatever ``token_type_hint``
+        says (RFC 7009 §2.1: the hint only speeds up a lookup, and these two differ in shape).
         """
-        if hint != "access_token" and await self._sessions.revoke_token(token):
+        if await self._sessions.revoke_token(token):
             return
         try:
             claims = self._verified(token, DEFAULT_LEEWAY)
