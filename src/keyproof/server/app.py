@@ -235,11 +235,14 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        components = build_components(settings, store=store, keys=keys, clock=clock)
+        components = build_components(
+            settings, store=store, keys=keys, clock=clock, rpc_observer=metrics.observe_rpc
+        )
         endpoints.start(components)
         try:
             yield
         finally:
+            await components.wallets.aclose()
             components.audit.close()
             if store is None:
                 await components.store.close()
