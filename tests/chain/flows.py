@@ -61,16 +61,22 @@ def redeem(client: TestClient, message: str, signature: str) -> tuple[int, str]:
 
 
 def metric(client: TestClient, name: str, **labels: str) -> float:
+    """The sum of ``name``'s samples that carry ``labels`` (and maybe others)."""
     text = client.get("/metrics").text
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and sample.labels == labels:
-                return float(sample.value)
-    return 0.0
+    return sum(
+        float(sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
 
 
 def rpc_calls(client: TestClient, chain: str = "eip155:31337") -> float:
     return metric(client, "keyproof_rpc_calls_total", chain=chain)
+
+
+def rpc_failures(client: TestClient, chain: str = "eip155:31337", **reason: str) -> float:
+    return metric(client, "keyproof_rpc_failures_total", chain=chain, **reason)
 
 
 @contextmanager

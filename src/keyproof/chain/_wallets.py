@@ -59,11 +59,6 @@ ERC6492_SUFFIX: Final = bytes.fromhex("6492" * 16)
 GAS_CAP_RANGE: Final = (1_000_000, 1 << 24)  # EIP-7825 caps a transaction at 2^24 gas
 TIMEOUT_RANGE: Final = (0.1, 30.0)
 RETRY_AFTER: Final = 5
-# Gas the call needs besides the wallet's two calls: intrinsic gas of a contract
-# creation with the largest call data, priced at the EIP-7623 floor of 40 per byte, and
-# the check's own work. Each wallet call gets half of what is left.
-_LARGEST_CALL: Final = len(_check.CREATION_CODE) + 10 * 32 + MAX_CONTRACT_SIGNATURE_BYTES
-_RESERVED_GAS: Final = 100_000 + 40 * _LARGEST_CALL
 _EIP155_CHAIN: Final = re.compile(r"eip155:[1-9][0-9]{0,15}", re.ASCII)
 _ADDRESS: Final = re.compile(r"0x[0-9a-fA-F]{40}", re.ASCII)
 _HEX: Final = re.compile(r"0x(?:[0-9a-fA-F]{2})+", re.ASCII)
@@ -125,7 +120,9 @@ class ContractWallets:
         self.config = config or ContractWalletConfig()
         self._factories = frozenset(bytes.fromhex(a[2:]) for a in self.config.factories)
         self._observer = observer
-        self._call_gas = (self.config.gas_cap - _RESERVED_GAS) // 2
+        # The factory and the wallet get at most half the cap each; the EVM's 63/64 rule
+        # leaves the check enough to finish even when both burn all they are given.
+        self._call_gas = self.config.gas_cap // 2
         self._rpc = RpcClient(
             timeout=self.config.timeout,
             max_response_bytes=MAX_RPC_RESPONSE_BYTES,

@@ -56,14 +56,36 @@ contract AcceptsEverything {
     }
 }
 
-/// Burns all the gas it is given.
+/// Burns all the gas it is given, as a wallet or as an ERC-6492 factory.
 contract BurnsAllGas {
     function isValidSignature(bytes32, bytes calldata) external view returns (bytes4) {
+        return _spin();
+    }
+
+    fallback() external {
+        _spin();
+    }
+
+    function _spin() private view returns (bytes4) {
         uint256 spin = 0;
         while (gasleft() > 0) {
             spin++;
         }
         return bytes4(uint32(spin));
+    }
+}
+
+/// An ERC-6492 factory that deploys a BurnsAllGas wallet and then burns almost all the
+/// gas left: the wallet call that follows starts starved.
+contract BurningWalletFactory {
+    function deploy(bytes32 salt) external returns (address wallet) {
+        wallet = address(new BurnsAllGas{salt: salt}());
+        while (gasleft() > 5000) {}
+    }
+
+    function walletAddress(bytes32 salt) external view returns (address) {
+        bytes32 code = keccak256(type(BurnsAllGas).creationCode);
+        return address(uint160(uint256(keccak256(abi.encodePacked(hex"ff", address(this), salt, code)))));
     }
 }
 
@@ -80,17 +102,6 @@ contract ReturnsShortMagic {
         assembly {
             mstore(0, shl(224, 0x1626ba7e))
             return(0, 4)
-        }
-    }
-}
-
-/// Answers the magic value followed by a megabyte of return data it never pays for
-/// copying: a return bomb against a validator that copies return data.
-contract ReturnsHugeData {
-    function isValidSignature(bytes32, bytes calldata) external pure returns (bytes4) {
-        assembly {
-            mstore(0, shl(224, 0x1626ba7e))
-            return(0, 1000000)
         }
     }
 }
