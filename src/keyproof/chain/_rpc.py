@@ -5,6 +5,10 @@ has one deadline, the response body is read only up to a size cap, redirects are
 followed, and the answer must be exactly one 32-byte word. Any other outcome is an
 :class:`RpcFailure` with a short reason (for metrics and logs), never the node's own
 text: the caller fails closed.
+
+Requests go straight to an httpx transport (a connection pool) rather than through an
+``httpx.AsyncClient``, whose INFO log line of every request would print the node's URL,
+and RPC URLs usually carry an API key.
 """
 
 from __future__ import annotations
@@ -39,13 +43,11 @@ class RpcClient:
         timeout: float,
         max_response_bytes: int,
         max_connections: int,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._timeout = timeout
         self._max_response_bytes = max_response_bytes
-        self._limits = httpx.Limits(max_connections=max_connections)
-        self._transport = transport
-        self._client: httpx.AsyncClient | None = None
+        limits = httpx.Limits(max_connections=max_connections)
+        self._transport = httpx.AsyncHTTPTransport(limits=limits)
         self._ids = itertools.count(1)
 
     async def eth_call(self, url: str, data: bytes, *, gas: int) -> bytes:
@@ -67,27 +69,23 @@ class RpcClient:
         return _word(body, request_id)
 
     async def _post(self, url: str, payload: dict[str, Any]) -> bytes:
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                timeout=self._timeout,
-                limits=self._limits,
-                follow_redirects=False,
-                transport=self._transport,
-            )
-        async with self._client.stream("POST", url, json=payload) as response:
+        timeout = httpx.Timeout(self._timeout).as_dict()
+        request = httpx.Request("POST", url, json=payload, extensions={"timeout": timeout})
+        response = await self._transport.handle_async_request(request)
+        try:
             if response.status_code != 200:
                 raise RpcFailure(f"http_{response.status_code // 100}xx")
             body = bytearray()
-            async for chunk in response.aiter_bytes():
+            async for chunk in response.aiter_raw():
                 body += chunk
                 if len(body) > self._max_response_bytes:
                     raise RpcFailure("too_large")
+        finally:
+            await response.aclose()
         return bytes(body)
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self._transport.aclose()
 
 
 def _word(body: bytes, request_id: int) -> bytes:

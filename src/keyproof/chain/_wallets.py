@@ -24,8 +24,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
-import httpx
-
 from keyproof.accounts import Account
 from keyproof.chain import _check
 from keyproof.chain._abi import decode_address_bytes_bytes
@@ -115,7 +113,6 @@ class ContractWallets:
         config: ContractWalletConfig | None = None,
         *,
         observer: RpcObserver | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.config = config or ContractWalletConfig()
         self._factories = frozenset(bytes.fromhex(a[2:]) for a in self.config.factories)
@@ -127,7 +124,6 @@ class ContractWallets:
             timeout=self.config.timeout,
             max_response_bytes=MAX_RPC_RESPONSE_BYTES,
             max_connections=MAX_RPC_CONNECTIONS,
-            transport=transport,
         )
 
     async def verify(
