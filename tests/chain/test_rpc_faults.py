@@ -14,7 +14,10 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
+from keyproof.actions import Action, ActionVerifier
+from keyproof.chain import ContractWalletConfig, ContractWallets
 from keyproof.crypto.secp256k1 import eip191_digest
+from keyproof.errors import Unavailable
 from keyproof.messages import siwe
 from keyproof.server.keys import KeySet
 from keyproof.stores.base import Kind
@@ -24,7 +27,7 @@ from .anvil import Anvil
 from .broken_nodes import broken_node
 from .flows import app_client, chain_settings, challenge, metric, redeem, rpc_calls, rpc_failures
 from .smart_wallets import SafeDeployment
-from conftest import FrozenClock
+from conftest import START, FrozenClock
 
 CONTRACT_SIGNATURE = "0x" + "cd" * 97
 REASONS = {
@@ -98,3 +101,34 @@ def test_message_refused_while_the_node_was_down_redeems_once_it_is_back(
     with app_client(back, keyset, clock, store) as client:
         assert redeem(client, message, signature) == (200, "ok")
         assert redeem(client, message, signature) == (401, "nonce_used")
+
+
+async def test_signed_action_fails_closed_when_the_node_is_down(clock: FrozenClock):
+    store = MemoryStore(clock=clock)
+    account = Account.create().address
+    action = Action.parse(
+        {
+            "service": "Acme Escrow",
+            "audience": "http://127.0.0.1:8000",
+            "chain": "eip155:31337",
+            "type": "escrow.release",
+            "object": "escrow-42",
+            "id": "7f3c9a1e5b2d4c6f8a0e1b3d5f7a9c2e",
+            "deadline": START + 300,
+        }
+    )
+    claims = {"sub": f"eip155:31337:{account}", "aud": "http://127.0.0.1:8000"}
+    with broken_node("down") as url:
+        wallets = ContractWallets(ContractWalletConfig(rpc_urls={"eip155:31337": url}))
+        verifier = ActionVerifier(store, service="Acme Escrow", wallets=wallets, clock=clock)
+        with pytest.raises(Unavailable) as refused:
+            await verifier.verify(
+                action,
+                CONTRACT_SIGNATURE,
+                claims=claims,
+                action_type="escrow.release",
+                object_id="escrow-42",
+            )
+        await wallets.aclose()
+    assert refused.value.code == "upstream_unavailable"
+    assert await store.count(Kind.ACTION) == 0
