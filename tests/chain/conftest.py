@@ -17,8 +17,13 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
+from starlette.testclient import TestClient
+
+from keyproof.server.keys import KeySet
+from keyproof.testing import FrozenClock
 
 from .anvil import Anvil
+from .flows import app_client, chain_settings
 from .smart_wallets import AccountFactory, SafeDeployment
 from .viem import Viem
 
@@ -94,6 +99,16 @@ def safes(anvil: Anvil) -> SafeDeployment:
 @pytest.fixture(scope="session")
 def account_factory(anvil: Anvil, compiled: dict[str, Any]) -> AccountFactory:
     return AccountFactory.deploy(anvil, NODE_MODULES, compiled)
+
+
+@pytest.fixture
+def client(
+    tmp_path: Path, anvil: Anvil, keyset: KeySet, clock: FrozenClock
+) -> Iterator[TestClient]:
+    """keyproof over HTTP (in process) with an RPC for the local chain."""
+    settings = chain_settings(tmp_path, {anvil.caip2: anvil.url})
+    with app_client(settings, keyset, clock) as test_client:
+        yield test_client
 
 
 @pytest.fixture(scope="session")

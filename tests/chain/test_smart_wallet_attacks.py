@@ -9,7 +9,6 @@ transaction, and count every refusal as a failed attempt.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,15 +42,6 @@ from .viem import Viem
 from conftest import FrozenClock
 
 JUNK_SIGNATURE = "0x" + "ab" * 100
-
-
-@pytest.fixture
-def client(
-    tmp_path: Path, anvil: Anvil, keyset: KeySet, clock: FrozenClock
-) -> Iterator[TestClient]:
-    settings = chain_settings(tmp_path, {anvil.caip2: anvil.url})
-    with app_client(settings, keyset, clock) as test_client:
-        yield test_client
 
 
 @pytest.fixture(scope="module")

@@ -46,8 +46,8 @@ class RpcClient:
     ) -> None:
         self._timeout = timeout
         self._max_response_bytes = max_response_bytes
-        limits = httpx.Limits(max_connections=max_connections)
-        self._transport = httpx.AsyncHTTPTransport(limits=limits)
+        self._limits = httpx.Limits(max_connections=max_connections)
+        self._transport: httpx.AsyncHTTPTransport | None = None  # built on first use
         self._ids = itertools.count(1)
 
     async def eth_call(self, url: str, data: bytes, *, gas: int) -> bytes:
@@ -71,6 +71,8 @@ class RpcClient:
     async def _post(self, url: str, payload: dict[str, Any]) -> bytes:
         timeout = httpx.Timeout(self._timeout).as_dict()
         request = httpx.Request("POST", url, json=payload, extensions={"timeout": timeout})
+        if self._transport is None:  # its TLS context costs ~20 ms: only when a node is asked
+            self._transport = httpx.AsyncHTTPTransport(limits=self._limits)
         response = await self._transport.handle_async_request(request)
         try:
             if response.status_code != 200:
@@ -85,7 +87,9 @@ class RpcClient:
         return bytes(body)
 
     async def aclose(self) -> None:
-        await self._transport.aclose()
+        if self._transport is not None:
+            await self._transport.aclose()
+            self._transport = None
 
 
 def _word(body: bytes, request_id: int) -> bytes:
