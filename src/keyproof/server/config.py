@@ -173,7 +173,7 @@ class Settings:
                 ipaddress.ip_network(proxy, strict=False)
             except ValueError:
                 raise ConfigurationError("invalid_setting", f"trusted proxy {proxy!r}") from None
-        self.contract_wallets()
+        self.contract_wallets()  # builds the RPC settings, which checks them
         for chain in self.rpc_urls:
             _require(chain in self.chains, f"rpc_urls names {chain}, which is not in chains")
 
