@@ -34,20 +34,9 @@ def selector(signature: str) -> bytes:
 
 
 def calldata(signature: str, *args: Any) -> bytes:
+    """``selector ‖ abi.encode(args)`` for a signature of plain types (no tuples)."""
     types = signature[signature.index("(") + 1 : -1]
-    return selector(signature) + encode(_split_types(types), list(args))
-
-
-def _split_types(types: str) -> list[str]:
-    out, depth, current = [], 0, ""
-    for char in types:
-        depth += {"(": 1, ")": -1}.get(char, 0)
-        if char == "," and depth == 0:
-            out.append(current)
-            current = ""
-        else:
-            current += char
-    return [*out, current] if current else out
+    return selector(signature) + encode(types.split(",") if types else [], list(args))
 
 
 def artifact_code(node_modules: Path, relative: str) -> bytes:
