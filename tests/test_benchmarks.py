@@ -23,8 +23,9 @@ def test_benchmarks_report_json(tmp_path: Path):
     assert result.returncode == 0, result.stderr
     report = json.loads(output.read_text())
     cases = {row["case"]: row for row in report["results"]}
-    assert {"keccak256", "eip191_recover", "access_token_verify", "eip712_digest"} <= set(cases)
-    assert {"redeem_pipeline_memory_store", "client_personal_sign"} <= set(cases)
+    expected = {"keccak256", "eip191_recover", "access_token_verify", "eip712_digest"}
+    expected |= {"redeem_pipeline_memory_store", "client_personal_sign"}
+    assert expected | {"contract_check_call_data"} <= set(cases)
     for row in cases.values():
         assert row["keyproof_us"] > 0
         if "baseline_us" in row:

@@ -42,6 +42,15 @@ EXPORTS: dict[str, list[str]] = {
         "signer_mismatch",
         "verify_canonical_json_action",
     ],
+    "keyproof.chain": [
+        "ERC6492_SUFFIX",
+        "MAX_CONTRACT_SIGNATURE_BYTES",
+        "MAX_CONTRACT_SIGNATURE_CHARS",
+        "MAX_RPC_RESPONSE_BYTES",
+        "ContractWalletConfig",
+        "ContractWallets",
+        "RpcObserver",
+    ],
     "keyproof.crypto": ["didkey", "ed25519", "eip712", "encoding", "secp256k1"],
     "keyproof.crypto.didkey": ["DID_KEY_MAX_LENGTH", "KeyKind", "decode_did_key", "encode_did_key"],
     "keyproof.crypto.ed25519": [

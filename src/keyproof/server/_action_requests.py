@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from keyproof._time import Clock
 from keyproof.actions import Action, ActionLimits, ActionVerifier, VerifiedAction
+from keyproof.chain import ContractWallets
 from keyproof.errors import InsufficientScope, InvalidRequest, KeyproofError, TokenInvalid
 from keyproof.server.audit import AuditLog
 from keyproof.server.revocation import Revocation
@@ -68,6 +69,7 @@ class ActionRequests:
         *,
         issuer: str,
         limits: ActionLimits,
+        wallets: ContractWallets,
         clock: Clock = time.time,
     ) -> None:
         self._store = store
@@ -76,6 +78,7 @@ class ActionRequests:
         self._audit = audit
         self._issuer = issuer
         self._limits = limits
+        self._wallets = wallets
         self._clock = clock
 
     async def verify(
@@ -111,7 +114,11 @@ class ActionRequests:
             raise InsufficientScope("insufficient_scope", f"the token lacks {expect['scope']}")
         decision.action = Action.parse(body.get("action"))
         verifier = ActionVerifier(
-            self._store, service=expect["service"], limits=self._limits, clock=self._clock
+            self._store,
+            service=expect["service"],
+            limits=self._limits,
+            wallets=self._wallets,
+            clock=self._clock,
         )
         return await verifier.verify(
             decision.action,

@@ -4,8 +4,9 @@ This module is the only place that knows the order of checks on redeem:
 
     failed attempts of the client and its network under their limits -> size limits
     -> strict parse -> look up binding (read only) -> fields match the binding
-    -> time window -> signature over the exact bytes received -> atomic consume of
-    the nonce -> policy -> mint
+    -> time window -> signature over the exact bytes received (offline; a contract
+    wallet on chain only when that fails) -> atomic consume of the nonce -> policy
+    -> mint
 
 Every redeem decision goes to the audit log; a refusal other than a replay of an
 already redeemed message counts as a failed attempt of the client IP and, once the
@@ -40,6 +41,7 @@ from keyproof.accounts import (
     family_for_message,
     parse_account,
 )
+from keyproof.chain import MAX_CONTRACT_SIGNATURE_CHARS, ContractWallets
 from keyproof.errors import (
     BindingCode,
     BindingMismatch,
@@ -51,6 +53,7 @@ from keyproof.errors import (
     NonceRejected,
     OutsideValidity,
     RateLimited,
+    SignatureInvalid,
     Unavailable,
 )
 from keyproof.messages import recap
@@ -65,7 +68,6 @@ from keyproof.stores.base import Kind, Store
 __all__ = ["Challenge", "KeySource", "Service", "SignInConfig"]
 
 MAX_MESSAGE_BYTES = 8192
-MAX_SIGNATURE_CHARS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +151,7 @@ class Service:
         *,
         limiter: RateLimiter,
         audit: AuditLog,
+        wallets: ContractWallets,
         clock: Clock = time.time,
     ) -> None:
         self._config = config
@@ -156,6 +159,7 @@ class Service:
         self._keys = keys
         self._limiter = limiter
         self._audit = audit
+        self._wallets = wallets
         self._clock = clock
 
     # -- challenge ---------------------------------------------------------------------
@@ -305,6 +309,7 @@ class Service:
         await self._limiter.admit_token(attempt.client_ip)
         signed_bytes = _bounded_bytes(message, signature)
         family = family_for_message(message)
+        _check_signature_length(family, signature)
         parsed, account = family.parse(message)
         attempt.account, attempt.nonce = account.id, parsed.nonce
         binding_bytes = await self._store.get(Kind.CHALLENGE, parsed.nonce)
@@ -315,7 +320,7 @@ class Service:
         attempt.bound = True
         signed_scopes = _signed_scopes(parsed, binding)
         self._check_times(parsed, binding)
-        family.verify(account, signed_bytes, signature)
+        await self._verify_signature(family, account, signed_bytes, signature)
         await self._consume(parsed.nonce, binding_bytes)
         granted = self._granted(account, binding, signed_scopes)
         lifetime = self._config.policy.lifetime(granted, self._config.token_ttl)
@@ -349,6 +354,20 @@ class Service:
             not_before=not_before.timestamp() if not_before else None,
         )
 
+    async def _verify_signature(
+        self, family: Family, account: Account, signed: bytes, signature: str
+    ) -> None:
+        """Offline first; only if that refuses, a contract wallet is asked on chain (§1.2)."""
+        try:
+            family.verify(account, signed, signature)
+        except (MalformedSignature, SignatureInvalid) as offline:
+            digest = family.contract_digest(signed)
+            if digest is None:
+                raise
+            await self._wallets.verify(
+                account, digest, signature, offline=offline, refused=_contract_refused
+            )
+
     async def _consume(self, nonce: str, expected: bytes) -> None:
         # A tombstone lets a replay be told apart from an unknown nonce. It is written
         # before the take so that a concurrent redeem never sees neither.
@@ -378,9 +397,19 @@ def _bounded_bytes(message: str, signature: str) -> bytes:
         raise MalformedMessage("malformed_message", "message is not valid Unicode") from None
     if len(encoded) > MAX_MESSAGE_BYTES:
         raise MalformedMessage("message_too_long", f"message exceeds {MAX_MESSAGE_BYTES} bytes")
-    if not signature or len(signature) > MAX_SIGNATURE_CHARS:
+    if not signature or len(signature) > MAX_CONTRACT_SIGNATURE_CHARS:  # no family takes more
         raise MalformedSignature("malformed_signature", "signature has an invalid length")
     return encoded
+
+
+def _check_signature_length(family: Family, signature: str) -> None:
+    """Longer signatures only for families whose accounts may be contract wallets."""
+    if len(signature) > family.max_signature_chars:
+        raise MalformedSignature("malformed_signature", "signature has an invalid length")
+
+
+def _contract_refused() -> SignatureInvalid:
+    return SignatureInvalid("signature_invalid", "the contract wallet refused the signature")
 
 
 def _check_binding(message: SignInMessage, account: Account, binding: Binding) -> None:
