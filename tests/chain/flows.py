@@ -31,7 +31,6 @@ def chain_settings(data_dir: Path, rpc_urls: dict[str, str], **overrides: Any) -
         "failed_token_limit_per_ip": 10_000,
         "failed_token_limit_per_account": 10_000,
         "challenge_limit_per_ip": 10_000,
-        "challenge_limit_per_account": 10_000,
     }
     return Settings(**{**values, **overrides})
 
