@@ -281,7 +281,13 @@ class ConfigurationError(KeyproofError):
 
     def __init__(
         self,
-        code: Literal["invalid_setting", "invalid_policy", "invalid_key_file", "key_in_use"],
+        code: Literal[
+            "invalid_setting",
+            "invalid_policy",
+            "invalid_key_file",
+            "key_in_use",
+            "store_schema_too_new",
+        ],
         description: str,
     ) -> None:
         super().__init__(code, description)

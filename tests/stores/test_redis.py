@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
 
 import pytest
 import redis
@@ -128,21 +127,6 @@ async def test_a_refused_connection_is_unavailable() -> None:
         await assert_all_unavailable(store)
     finally:
         await store.close()
-
-
-@pytest.fixture
-async def silent_server() -> AsyncIterator[int]:
-    """A TCP server on 127.0.0.1 that accepts connections and never answers."""
-
-    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while await reader.read(4096):
-            pass
-        writer.close()
-
-    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
-    yield server.sockets[0].getsockname()[1]
-    server.close()
-    await server.wait_closed()
 
 
 async def test_a_server_that_never_answers_is_unavailable(silent_server: int) -> None:

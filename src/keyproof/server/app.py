@@ -236,6 +236,8 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         components = build_components(settings, store=store, keys=keys, clock=clock)
+        with contextlib.suppress(Unavailable):  # /readyz says so; first use retries
+            await components.store.open()  # e.g. PostgreSQL's forward migrations
         endpoints.start(components)
         try:
             yield
