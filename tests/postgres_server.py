@@ -145,10 +145,6 @@ class OwnPostgres:
         """Immediate shutdown: no checkpoint, crash recovery on the next start."""
         self._signal(signal.SIGQUIT)
 
-    def stop(self) -> None:
-        """Fast shutdown: a clean stop."""
-        self._signal(signal.SIGINT)
-
     def destroy(self) -> None:
         if self.process is not None and self.process.poll() is None:
             try:

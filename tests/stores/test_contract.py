@@ -200,6 +200,14 @@ async def test_concurrent_hits_count_every_hit(backend: Backend) -> None:
     assert sorted(results) == list(range(1, 51))
 
 
+async def test_open_is_idempotent_and_keeps_what_was_written(backend: Backend) -> None:
+    store = backend.store
+    await store.open()
+    assert await store.add(CHALLENGE, "n1", b"v", 60)
+    await store.open()
+    assert await store.get(CHALLENGE, "n1") == b"v"
+
+
 async def test_ping_succeeds_on_an_open_store(backend: Backend) -> None:
     assert await backend.store.ping() is None
 
