@@ -16,9 +16,10 @@ back, so a consumed challenge cannot be redeemed again.
 
 Failures (refused, timed out, pool exhausted, server error, schema too new) surface
 as ``Unavailable("store_unavailable")``, so callers fail closed; the first failure
-after a success is logged, and so is the recovery. A statement is never retried: one
-that timed out may have committed, and a second ``take`` would report a consumed
-nonce as absent only after the fact. Keys must not contain NUL (PostgreSQL text).
+after a success is logged, and so is the recovery. A statement is not retried: the pool
+replaces a connection the server closed on its next use, and a statement that failed in
+flight may have committed (a consumed nonce stays consumed: fail closed). Keys must not
+contain NUL (PostgreSQL text).
 """
 
 from __future__ import annotations
@@ -150,7 +151,10 @@ class PostgresStore(Store):
         self._pool_timeout = pool_timeout
         self._connect_timeout = connect_timeout
         self._command_timeout = command_timeout
-        self._sweep = (sweep_interval, sweep_batch, sweep_batches)
+        self._sweep_interval = sweep_interval
+        self._sweep_batch = sweep_batch
+        self._sweep_batches = sweep_batches
+        self._ping = f"SELECT 1 FROM {quoted(schema)}.{DURABLE} LIMIT 1"
         self._pool: asyncpg.Pool | None = None
         self._ready = False
         self._opening = asyncio.Lock()
@@ -196,17 +200,16 @@ class PostgresStore(Store):
         return int(await self._fetch(self._sql[table_for(kind)].count_live, kind.value))
 
     async def ping(self) -> None:
-        await self._fetch(f"SELECT 1 FROM {quoted(self._schema)}.{DURABLE} LIMIT 1")
+        await self._fetch(self._ping)
 
     async def sweep(self) -> int:
         """Delete expired rows now, within the batch bounds; return how many."""
-        _, batch, batches = self._sweep
         deleted = 0
         for sql in self._sql.values():
-            for _ in range(batches):
-                gone = int(await self._fetch(sql.sweep, batch))
+            for _ in range(self._sweep_batches):
+                gone = int(await self._fetch(sql.sweep, self._sweep_batch))
                 deleted += gone
-                if gone < batch:
+                if gone < self._sweep_batch:
                     break
         return deleted
 
@@ -221,7 +224,7 @@ class PostgresStore(Store):
         if self._pool is not None:
             try:
                 await asyncio.wait_for(self._pool.close(), timeout=self._command_timeout)
-            except (*_FAILURES, asyncio.CancelledError):
+            except _FAILURES:
                 self._pool.terminate()
 
     async def _fetch(self, sql: str, *args: Any) -> Any:
@@ -253,8 +256,7 @@ class PostgresStore(Store):
             except ConfigurationError as exc:
                 if strict:
                     raise
-                _log.error("the PostgreSQL store cannot be used: %s", exc.description)
-                raise Unavailable("store_unavailable", "the store schema is too new") from exc
+                raise self._failed(exc) from exc
             self._ready = True
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
         return pool
@@ -275,21 +277,24 @@ class PostgresStore(Store):
         return self._pool
 
     async def _sweep_forever(self) -> None:
-        interval = self._sweep[0]
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(self._sweep_interval)
             with contextlib.suppress(Unavailable):  # logged by _failed; next round retries
                 await self.sweep()
 
     def _failed(self, exc: BaseException) -> Unavailable:
         if self._healthy and not self._closed:
             self._healthy = False
-            # The class and SQLSTATE only: a server message may quote a key.
+            # Never the server's message: it may quote a key.
             sqlstate = getattr(exc, "sqlstate", None)
+            if isinstance(exc, ConfigurationError):
+                detail = f": {exc.description}"
+            else:
+                detail = f", SQLSTATE {sqlstate}" if sqlstate else ""
             _log.warning(
                 "the PostgreSQL store failed (%s%s); failing closed until it answers",
                 type(exc).__name__,
-                f", SQLSTATE {sqlstate}" if sqlstate else "",
+                detail,
             )
         if self._closed:
             return Unavailable("store_unavailable", "the store is closed")
