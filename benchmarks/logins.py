@@ -32,7 +32,7 @@ from keyproof.crypto.didkey import encode_did_key
 from keyproof.crypto.encoding import encode_base64url
 from keyproof.errors import Unavailable
 from keyproof.server.components import build_service
-from keyproof.server.config import Settings
+from keyproof.server.config import LIMIT_SETTINGS, Settings
 from keyproof.server.keys import KeySet, SigningKey
 from keyproof.stores import open_store
 from keyproof.stores.base import Store
@@ -40,21 +40,13 @@ from keyproof.stores.base import Store
 REDIS_URL = os.environ.get("KEYPROOF_REDIS_URL", "redis://127.0.0.1:6379/15")
 POSTGRES_URL = os.environ.get("KEYPROOF_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 UNLIMITED = 10**9
-_LIMITS = (
-    "challenge_limit_per_ip",
-    "challenge_limit_per_account",
-    "failed_token_limit_per_ip",
-    "failed_token_limit_per_account",
-    "max_challenges_per_account",
-    "max_challenges",
-)
 
 
 async def _measure(store: Store, logins: int, in_flight: int) -> dict[str, float]:
     settings = Settings(
         store="memory://",
         data_dir=Path(tempfile.mkdtemp(prefix="keyproof-bench-")),
-        **{name: UNLIMITED for name in _LIMITS},
+        **dict.fromkeys(LIMIT_SETTINGS, UNLIMITED),
     )
     service = build_service(settings, store, KeySet([SigningKey.generate(int(time.time()))]))
     agent = AgentKey.generate()

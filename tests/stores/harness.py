@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Protocol
 
 import asyncpg
+import pytest
 import redis
 
+from keyproof.errors import Unavailable
 from keyproof.stores._postgres_schema import table_for
 from keyproof.stores.base import Kind, Store
 from keyproof.testing import FrozenClock
@@ -119,3 +121,11 @@ def every_operation(store: Store) -> list[Callable[[], Awaitable[object]]]:
         lambda: store.count(Kind.CHALLENGE),
         store.ping,
     ]
+
+
+async def assert_all_unavailable(store: Store) -> None:
+    """Every operation fails closed with ``store_unavailable``."""
+    for call in every_operation(store):
+        with pytest.raises(Unavailable) as caught:
+            await call()
+        assert caught.value.code == "store_unavailable"

@@ -20,9 +20,7 @@ from keyproof.stores._postgres_schema import (
 )
 from keyproof.stores.base import Kind, Store
 from keyproof.stores.postgres import PostgresStore
-from keyproof.testing import free_port
 
-from .harness import every_operation
 from postgres_server import OwnPostgres
 
 pytestmark = pytest.mark.postgres
@@ -40,13 +38,6 @@ async def raw(postgres_url: str) -> AsyncIterator[asyncpg.Connection]:
 async def rows(conn: asyncpg.Connection, schema: str, table: str) -> dict[str, str]:
     found = await conn.fetch(f'SELECT kind, key FROM "{schema}".{table}')
     return {row["key"]: row["kind"] for row in found}
-
-
-async def assert_all_unavailable(store: Store) -> None:
-    for call in every_operation(store):
-        with pytest.raises(Unavailable) as caught:
-            await call()
-        assert caught.value.code == "store_unavailable"
 
 
 # --- tables ---------------------------------------------------------------------------
@@ -248,28 +239,6 @@ async def test_the_background_sweep_runs_by_itself(
 
 
 # --- failures -------------------------------------------------------------------------
-
-
-async def test_a_refused_connection_is_unavailable() -> None:
-    store = open_store(f"postgresql://postgres@127.0.0.1:{free_port()}/test")
-    try:
-        with pytest.raises(Unavailable):
-            await store.open()
-        await assert_all_unavailable(store)
-    finally:
-        await store.close()
-
-
-async def test_a_server_that_never_answers_is_unavailable(silent_server: int) -> None:
-    url = f"postgresql://postgres@127.0.0.1:{silent_server}/test?connect_timeout=0.05"
-    store = open_store(url)
-    try:
-        with pytest.raises(Unavailable) as caught:
-            await store.take(CHALLENGE, "n1")
-        assert isinstance(caught.value.__cause__, TimeoutError)
-        await assert_all_unavailable(store)
-    finally:
-        await store.close()
 
 
 async def until_a_statement_waits_for(conn: asyncpg.Connection, schema: str) -> None:
