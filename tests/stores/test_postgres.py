@@ -21,7 +21,7 @@ from keyproof.stores._postgres_schema import (
 from keyproof.stores.base import Kind, Store
 from keyproof.stores.postgres import PostgresStore
 
-from postgres_server import OwnPostgres
+from postgres_server import OwnPostgres, drop_schema, with_schema
 
 pytestmark = pytest.mark.postgres
 CHALLENGE, COUNTER = Kind.CHALLENGE, Kind.COUNTER
@@ -165,8 +165,8 @@ async def test_a_schema_newer_than_this_code_stops_startup_and_fails_requests_cl
 
 
 async def test_schemas_separate_deployments(postgres_url: str, postgres_schema: str) -> None:
-    one = open_store(f"{postgres_url}?schema={postgres_schema}")
-    two = open_store(f"{postgres_url}?schema={postgres_schema}_two")
+    one = open_store(with_schema(postgres_url, postgres_schema))
+    two = open_store(with_schema(postgres_url, f"{postgres_schema}_two"))
     try:
         assert await one.add(CHALLENGE, "n1", b"one", 60)
         assert await two.add(CHALLENGE, "n1", b"two", 60)
@@ -176,9 +176,7 @@ async def test_schemas_separate_deployments(postgres_url: str, postgres_schema: 
     finally:
         await one.close()
         await two.close()
-        conn = await asyncpg.connect(postgres_url)
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{postgres_schema}_two" CASCADE')
-        await conn.close()
+        drop_schema(postgres_url, f"{postgres_schema}_two")
 
 
 # --- the sweep ------------------------------------------------------------------------
