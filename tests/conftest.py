@@ -236,7 +236,7 @@ async def postgres_store(postgres_url: str, postgres_schema: str) -> AsyncIterat
 
 
 @pytest.fixture
-def own_postgres(tmp_path: Path) -> Iterator[OwnPostgres]:
+def own_postgres() -> Iterator[OwnPostgres]:
     """A private PostgreSQL server on a free port that a test may crash and restart."""
     server = OwnPostgres.create()
     try:

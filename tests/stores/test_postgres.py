@@ -239,6 +239,31 @@ async def test_the_background_sweep_runs_by_itself(
 # --- failures -------------------------------------------------------------------------
 
 
+async def test_callers_share_one_attempt_to_reach_a_silent_database() -> None:
+    """A database that never answers costs concurrent requests one timeout, not one each."""
+    connections = 0
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        while await reader.read(4096):
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    store = open_store(f"postgresql://postgres@127.0.0.1:{port}/test?connect_timeout=0.2")
+    try:
+        calls = (store.take(CHALLENGE, f"n{i}") for i in range(20))
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        assert all(isinstance(outcome, Unavailable) for outcome in outcomes), outcomes
+        assert connections == 1
+    finally:
+        await store.close()
+        server.close()
+        await server.wait_closed()
+
+
 async def until_a_statement_waits_for(conn: asyncpg.Connection, schema: str) -> None:
     """Bounded wait until some session is blocked on a row lock in ``schema``."""
     for _ in range(200):

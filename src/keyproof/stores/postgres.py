@@ -157,7 +157,7 @@ class PostgresStore(Store):
         self._ping = f"SELECT 1 FROM {quoted(schema)}.{DURABLE} LIMIT 1"
         self._pool: asyncpg.Pool | None = None
         self._ready = False
-        self._opening = asyncio.Lock()
+        self._opening: asyncio.Future[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._healthy = True
         self._closed = False
@@ -240,26 +240,30 @@ class PostgresStore(Store):
         return result
 
     async def _connected(self, *, strict: bool) -> asyncpg.Pool:
-        """The pool, once migrations are applied (by the first caller).
+        """The pool, once migrations are applied.
 
-        ``strict`` lets a too-new schema raise ``ConfigurationError`` (startup, the
-        CLI); during a request it is a ``store_unavailable`` like any other failure.
+        Concurrent callers share one attempt, so that a database that does not answer
+        costs them one timeout, not one each. ``strict`` lets a too-new schema raise
+        ``ConfigurationError`` (startup, the CLI); during a request it is a
+        ``store_unavailable`` like any other failure.
         """
         pool = await self._pool_or_new()
         if self._ready:
             return pool
-        async with self._opening:
-            if self._ready:
-                return pool
-            try:
-                await self.migrate()
-            except ConfigurationError as exc:
-                if strict:
-                    raise
-                raise self._failed(exc) from exc
-            self._ready = True
-            self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+        if self._opening is None or self._opening.done():
+            self._opening = asyncio.ensure_future(self._prepare())
+        try:
+            await asyncio.shield(self._opening)
+        except ConfigurationError as exc:
+            if strict:
+                raise
+            raise self._failed(exc) from exc
         return pool
+
+    async def _prepare(self) -> None:
+        await self.migrate()
+        self._ready = True
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
 
     async def _pool_or_new(self) -> asyncpg.Pool:
         if self._closed:
