@@ -22,6 +22,7 @@ from typing import Any
 from eth_account import Account
 from eth_account.messages import encode_defunct, encode_typed_data
 
+from benchmarks.logins import login_cases
 from keyproof.actions import ACTION_TYPES, Action
 from keyproof.crypto import eip712
 from keyproof.crypto.secp256k1 import decode_signature_hex, keccak256, recover_eip191
@@ -267,12 +268,14 @@ def main() -> int:
     parser.add_argument("--output", type=Path, help="also write the JSON here")
     args = parser.parse_args()
     calls, rounds = (5, 2) if args.quick else (500, 7)
+    logins, skipped = login_cases(*((20, 4, 1) if args.quick else (2000, 16, 3)))
     report = {
         "python": sys.version.split()[0],
         "machine": platform.machine(),
         "calls_per_round": calls,
         "rounds": rounds,
-        "results": cases(calls, rounds),
+        "results": cases(calls, rounds) + logins,
+        "skipped": skipped,
     }
     text = json.dumps(report, indent=2)
     print(text)

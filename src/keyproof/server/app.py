@@ -275,6 +275,8 @@ def create_app(
         components = build_components(
             settings, store=watched, keys=keys, clock=clock, rpc_observer=metrics.observe_rpc
         )
+        with contextlib.suppress(Unavailable):  # /readyz says so; first use retries
+            await components.store.open()  # e.g. PostgreSQL's forward migrations
         endpoints.start(components)
         try:
             with on_hangup(components.audit.reopen), _metrics_listener(settings, metrics):
