@@ -22,6 +22,7 @@ from typing import Any
 from eth_account import Account
 from eth_account.messages import encode_defunct, encode_typed_data
 
+from benchmarks.logins import login_cases
 from keyproof.actions import ACTION_TYPES, Action
 from keyproof.crypto import eip712
 from keyproof.crypto.secp256k1 import decode_signature_hex, keccak256, recover_eip191
@@ -104,6 +105,7 @@ def cases(calls: int, rounds: int) -> list[dict[str, Any]]:
         ),
     ]
     results.append(_eip712_case(calls, rounds))
+    results.append(_contract_check_case(calls, rounds))
     results.append(_token_case(calls, rounds))
     results.append(_redeem_case(max(calls // 4, 1)))
     results.append(_personal_sign_case(text, calls, rounds))
@@ -167,6 +169,35 @@ def _eip712_case(calls: int, rounds: int) -> dict[str, Any]:
         calls,
         rounds,
     )
+
+
+def _contract_check_case(calls: int, rounds: int) -> dict[str, Any]:
+    """The eth_call data of a smart-wallet check: creation code + ABI-encoded arguments."""
+    from eth_abi import encode
+
+    from keyproof.chain._check import CREATION_CODE, call_data
+
+    signer, factory, digest = b"\x11" * 20, b"\x22" * 20, b"\x33" * 32
+    signature, factory_calldata = b"\x44" * 700, b"\x55" * 68
+
+    def ours() -> object:
+        return call_data(
+            signer,
+            digest,
+            signature,
+            factory=factory,
+            factory_calldata=factory_calldata,
+            call_gas=1_500_000,
+        )
+
+    def baseline() -> object:
+        types = ["address", "bytes32", "bytes", "address", "bytes", "uint256"]
+        values = ["0x" + signer.hex(), digest, signature, "0x" + factory.hex()]
+        return CREATION_CODE + encode(types, [*values, factory_calldata, 1_500_000])
+
+    if ours() != baseline():
+        raise RuntimeError("ABI encodings differ")
+    return compare("contract_check_call_data", ours, baseline, "eth_abi.encode", calls, rounds)
 
 
 def _token_case(calls: int, rounds: int) -> dict[str, Any]:
@@ -243,12 +274,14 @@ def main() -> int:
     parser.add_argument("--output", type=Path, help="also write the JSON here")
     args = parser.parse_args()
     calls, rounds = (5, 2) if args.quick else (500, 7)
+    logins, skipped = login_cases(*((20, 4, 1) if args.quick else (2000, 16, 3)))
     report = {
         "python": sys.version.split()[0],
         "machine": platform.machine(),
         "calls_per_round": calls,
         "rounds": rounds,
-        "results": cases(calls, rounds),
+        "results": cases(calls, rounds) + logins,
+        "skipped": skipped,
     }
     text = json.dumps(report, indent=2)
     print(text)

@@ -217,3 +217,63 @@ async def redis_store(redis_url: str, redis_prefix: str) -> AsyncIterator[RedisS
 
 
 # === end of Redis =======================================================================
+
+
+# === PostgreSQL =========================================================================
+# The machine's server at KEYPROOF_POSTGRES_URL (default postgresql://postgres@127.0.0.1:
+# 5432/test) for the contract suite and the replicas; unreachable -> the tests skip, or
+# fail when KEYPROOF_REQUIRE_POSTGRES=1 (CI). Every test gets its own schema, dropped
+# afterwards. Fault tests start a server of their own (postgres_server.OwnPostgres).
+
+from keyproof.stores.postgres import PostgresStore  # noqa: E402
+
+from postgres_server import (  # noqa: E402
+    OwnPostgres,
+    drop_schema,
+    postgres_unreachable,
+    require_or_skip,
+)
+
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The test server's URL; skips (or fails, if required) when it does not answer."""
+    url = os.environ.get("KEYPROOF_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+    problem = postgres_unreachable(url)
+    if problem:
+        require_or_skip(
+            f"PostgreSQL not reachable at {_redacted(url)} ({problem}); "
+            "set KEYPROOF_POSTGRES_URL or start PostgreSQL"
+        )
+    return url
+
+
+@pytest.fixture
+def postgres_schema(postgres_url: str) -> Iterator[str]:
+    """A schema name unique to the test; the schema is dropped afterwards."""
+    schema = f"keyproof_test_{uuid.uuid4().hex[:16]}"
+    yield schema
+    drop_schema(postgres_url, schema)
+
+
+@pytest.fixture
+async def postgres_store(postgres_url: str, postgres_schema: str) -> AsyncIterator[PostgresStore]:
+    store = PostgresStore(postgres_url, schema=postgres_schema)
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[OwnPostgres]:
+    """A private PostgreSQL server on a free port that a test may crash and restart."""
+    server = OwnPostgres.create()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.destroy()
+
+
+# === end of PostgreSQL ==================================================================

@@ -1,7 +1,8 @@
 """Faults: the store goes away, a process dies. keyproof fails closed and recovers.
 
-The Redis test runs its own ``redis-server`` on a free port and stops it; the
-machine's shared Redis is never touched.
+The Redis test runs its own ``redis-server`` on a free port and stops it, the
+PostgreSQL crash test its own PostgreSQL server; the machine's shared servers are never
+stopped.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from keyproof.testing import KeyproofServer, free_port
 
+from postgres_server import OwnPostgres, with_schema
 from wallets import EthWallet
 
 REDIS_SERVER = "redis-server"
@@ -217,6 +219,15 @@ class Load:
         self.granted = itertools.count()
         self.revoked = 0
         self.enough = asyncio.Event()
+        self.refusals: list[tuple[int, str | None, str | None]] = []
+
+    def refused(self, response: httpx.Response, expected: int) -> bool:
+        """False for the expected status; else note (status, reason, Retry-After)."""
+        if response.status_code == expected:
+            return False
+        reason = response.json().get("reason")
+        self.refusals.append((response.status_code, reason, response.headers.get("retry-after")))
+        return True
 
     def revoked_one(self) -> None:
         self.revoked += 1
@@ -225,21 +236,23 @@ class Load:
 
 
 async def _login_and_revoke(client: httpx.AsyncClient, url: str, load: Load) -> None:
-    """One login, recording what the server confirmed."""
+    """One login, recording what the server confirmed and every refusal it gave."""
     record: dict[str, object] = {}
     load.records.append(record)
     wallet = EthWallet.create()
     issued = await client.post(f"{url}/v1/challenge", json={"account": wallet.caip10()})
+    if load.refused(issued, 201):
+        return
     message = issued.json()["message"]
     body = {"message": message, "signature": wallet.sign(message)}
     record["attempt"] = body
     granted = await client.post(f"{url}/v1/token", json=body)
-    if granted.status_code != 200:
+    if load.refused(granted, 200):
         return
     record["token"] = token = granted.json()["access_token"]
     if next(load.granted) % 2:
         revoked = await client.post(f"{url}/v1/revoke", json={"token": token})
-        if revoked.status_code == 200:
+        if not load.refused(revoked, 200):
             record["revoked"] = True
             load.revoked_one()
 
@@ -267,39 +280,144 @@ async def _load_until_killed(server: KeyproofServer, load: Load) -> None:
 @pytest.mark.slow
 def test_sigkill_under_load_loses_no_consumption_or_revocation(tmp_path: Path, server_log):
     data = tmp_path / "data"
+    _kill_under_load_and_restart(data, PUBLIC, server_log)
+    with sqlite3.connect(data / "keyproof.db") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def _kill_under_load_and_restart(data: Path, args: list[str], server_log: list[Path]) -> None:
+    """SIGKILL keyproof mid-load; restarted on the same store, it forgets nothing."""
     env = {**LIMITS, **INTROSPECTION}
     load = Load()
-    first = KeyproofServer(data, args=PUBLIC, env=env).start()
+    first = KeyproofServer(data, args=args, env=env).start()
     server_log.extend([first.log_path, data / "audit.jsonl"])
     asyncio.run(_load_until_killed(first, load))
     assert first.process is not None and first.process.returncode == -signal.SIGKILL
-    records = load.records
-    confirmed = [r for r in records if "token" in r]
-    revoked = [r for r in records if "revoked" in r]
-    assert len(revoked) >= KILL_AFTER_REVOKED
-
-    with KeyproofServer(data, args=PUBLIC, env=env) as second:
+    assert len([r for r in load.records if "revoked" in r]) >= KILL_AFTER_REVOKED
+    with KeyproofServer(data, args=args, env=env) as second:
         server_log.append(second.log_path)
-        for record in records:
-            if "attempt" not in record:
-                continue
-            again = httpx.post(f"{second.url}/v1/token", json=record["attempt"], timeout=10)
-            if "token" in record:  # consumed before the crash: never again
-                assert (again.status_code, again.json()["reason"]) == (401, "nonce_used")
-            else:  # the crash came first: at most this one token now
-                assert again.status_code in {200, 401}
-        auth = (CLIENT_ID, CLIENT_SECRET)
-        for record in revoked:
-            answer = httpx.post(
-                f"{second.url}/v1/introspect", data={"token": record["token"]}, auth=auth
-            )
+        _assert_no_replay_and_no_lost_revocation(second.url, load.records)
+
+
+def _assert_no_replay_and_no_lost_revocation(
+    url: str, records: list[dict[str, object]], replayed: frozenset[str] = frozenset({"nonce_used"})
+) -> None:
+    """Replays every attempt; checks every confirmed revocation and some live tokens.
+
+    ``replayed``: the reasons a replay of a consumed challenge may get.
+    """
+    for record in records:
+        if "attempt" not in record:
+            continue
+        again = httpx.post(f"{url}/v1/token", json=record["attempt"], timeout=10)
+        if "token" in record:  # consumed before the fault: never again
+            assert again.status_code == 401, again.text
+            assert again.json()["reason"] in replayed
+        else:  # the fault came first: at most this one token now
+            assert again.status_code in {200, 401}
+    confirmed = [r for r in records if "token" in r]
+    revoked = [r for r in confirmed if "revoked" in r]
+    live = [r for r in confirmed if "revoked" not in r][:5]
+    assert revoked and live
+    for record in revoked + live:
+        answer = httpx.post(
+            f"{url}/v1/introspect",
+            data={"token": record["token"]},
+            auth=(CLIENT_ID, CLIENT_SECRET),
+            timeout=10,
+        )
+        if "revoked" in record:
             assert answer.json() == {"active": False}
-        live = [r for r in confirmed if "revoked" not in r][:5]
-        for record in live:
-            answer = httpx.post(
-                f"{second.url}/v1/introspect", data={"token": record["token"]}, auth=auth
-            )
+        else:
             assert answer.json()["active"] is True
 
-    with sqlite3.connect(data / "keyproof.db") as db:
-        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_sigkill_under_load_on_postgres_loses_no_consumption_or_revocation(
+    tmp_path: Path, postgres_url: str, postgres_schema: str, server_log
+):
+    store = with_schema(postgres_url, postgres_schema)
+    _kill_under_load_and_restart(tmp_path / "data", [*PUBLIC, "--store", store], server_log)
+
+
+# --- PostgreSQL crashes under load ------------------------------------------------------
+
+RESTARTED_GRANTS = 20
+PHASE_SECONDS = 60.0
+
+
+class Outage(Load):
+    """A load that watches the database go away and come back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unavailable = asyncio.Event()
+        self.restarted = False
+        self.grants_after_restart = 0
+        self.recovered = asyncio.Event()
+
+    def refused(self, response: httpx.Response, expected: int) -> bool:
+        refused = super().refused(response, expected)
+        if refused and response.status_code == 503:
+            self.unavailable.set()
+        elif not refused and expected == 200 and self.restarted:
+            self.grants_after_restart += 1
+            if self.grants_after_restart >= RESTARTED_GRANTS:
+                self.recovered.set()
+        return refused
+
+
+async def _load_through_a_crash(url: str, database: OwnPostgres, outage: Outage) -> None:
+    """Crash the database mid-load, restart it while the load goes on; all bounded."""
+    stop = asyncio.Event()
+    async with httpx.AsyncClient(timeout=10) as client:
+
+        async def worker() -> None:
+            for _ in range(400):
+                if stop.is_set():
+                    return
+                await _login_and_revoke(client, url, outage)
+
+        workers = asyncio.gather(*(worker() for _ in range(WORKERS)))
+        try:
+            await asyncio.wait_for(outage.enough.wait(), PHASE_SECONDS)
+            await asyncio.to_thread(database.crash)
+            await asyncio.wait_for(outage.unavailable.wait(), PHASE_SECONDS)
+            await asyncio.to_thread(database.start)
+            outage.restarted = True
+            await asyncio.wait_for(outage.recovered.wait(), PHASE_SECONDS)
+        finally:
+            stop.set()
+            await workers
+
+
+@pytest.mark.slow
+def test_postgres_crash_under_load_fails_closed_and_recovers_without_restart(
+    tmp_path: Path, own_postgres: OwnPostgres, server_log
+):
+    args = [*PUBLIC, "--store", with_schema(own_postgres.url, "faults")]
+    env = {**LIMITS, **INTROSPECTION}
+    with KeyproofServer(tmp_path / "data", args=args, env=env) as server:
+        server_log.extend([server.log_path, tmp_path / "data" / "audit.jsonl"])
+        pid = server.process.pid if server.process else None
+        outage = Outage()
+        asyncio.run(_load_through_a_crash(server.url, own_postgres, outage))
+
+        assert server.process is not None and server.process.pid == pid
+        assert server.process.poll() is None  # recovered by itself, never restarted
+        assert outage.grants_after_restart >= RESTARTED_GRANTS
+        failures = {(status, reason) for status, reason, _ in outage.refusals}
+        # Crash recovery empties the unlogged challenges: a challenge issued before the
+        # crash is unknown after it. Nothing else but the outage itself is refused.
+        assert failures <= {(503, "store_unavailable"), (401, "nonce_unknown")}, failures
+        assert (503, "store_unavailable") in failures
+        assert all(
+            retry and int(retry) >= 1 for status, _, retry in outage.refusals if status == 503
+        )
+        assert httpx.get(f"{server.url}/readyz", timeout=10).status_code == 200
+        # Every revocation confirmed before or after the crash holds; no consumed
+        # challenge, whichever way it was refused, yields a second token.
+        _assert_no_replay_and_no_lost_revocation(
+            server.url, outage.records, frozenset({"nonce_used", "nonce_unknown"})
+        )

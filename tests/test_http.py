@@ -83,8 +83,9 @@ def _join(r: int, s: int, v: int) -> str:
     [
         (lambda r, s, v: _join(r, SECP256K1_N - s, 27 + ((v - 27) ^ 1)), 401, "signature_invalid"),
         (lambda r, s, v: _join(r, s, 35), 400, "malformed_signature"),
-        (lambda r, s, v: _join(r, s, v)[:-2], 400, "malformed_signature"),
-        (lambda r, s, v: _join(r, s, v) + "00", 400, "malformed_signature"),
+        # Not an EOA signature's length: a contract wallet's, and no RPC is configured.
+        (lambda r, s, v: _join(r, s, v)[:-2], 401, "signature_invalid"),
+        (lambda r, s, v: _join(r, s, v) + "00", 401, "signature_invalid"),
         (lambda r, s, v: "0x" + "zz" * 65, 400, "malformed_signature"),
         (lambda r, s, v: _join(r, s, v)[2:], 400, "malformed_signature"),
     ],

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVER_EXTRA = ("uvicorn", "uvloop", "httptools", "prometheus_client", "redis")
+SERVER_EXTRA = ("uvicorn", "uvloop", "httptools", "prometheus_client", "redis", "asyncpg")
 
 VERIFIER_IMPORTS = f"""
 import importlib.util, json, sys

@@ -16,13 +16,16 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import redis
 
 from keyproof.actions import Action
+from keyproof.stores._postgres_schema import DURABLE, EPHEMERAL
 from keyproof.testing import KeyproofServer
 
+from postgres_server import run_async, with_schema
 from wallets import EthWallet
 
 ROUNDS = 100
@@ -143,6 +146,41 @@ def assert_every_key_expires(client: redis.Redis, prefix: str) -> None:
     assert kinds >= {"used_nonce", "action", "revoked", "counter"}, kinds
     forever = [key for key, ttl in ttls.items() if ttl <= 0 and ttl != -2]  # -2: just expired
     assert not forever, forever[:5]
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_two_replicas_sharing_postgres(
+    tmp_path: Path, postgres_url: str, postgres_schema: str, server_log
+):
+    store = with_schema(postgres_url, postgres_schema)
+    for urls in replicas(tmp_path / "data", store, server_log):
+        asyncio.run(race(urls))
+    assert_every_row_expires(postgres_url, postgres_schema)
+
+
+def assert_every_row_expires(url: str, schema: str) -> None:
+    """Every row the replicas left behind has a finite deadline within the longest TTL."""
+    rows = run_async(_deadlines(url, schema))
+    assert {kind for kind, _, _ in rows} >= {"used_nonce", "action", "revoked", "counter"}, rows
+    longest = 3600 + 600  # action horizon plus the replay margin, above every other TTL
+    forever = [(kind, finite, left) for kind, finite, left in rows if not finite or left > longest]
+    assert not forever, forever
+
+
+async def _deadlines(url: str, schema: str) -> list[tuple[str, bool, float]]:
+    conn = await asyncpg.connect(url)
+    try:
+        found = await conn.fetch(
+            "SELECT kind, bool_and(isfinite(expires_at)),"
+            " extract(epoch FROM max(expires_at) - now())::float8"
+            f' FROM (SELECT kind, expires_at FROM "{schema}".{DURABLE}'
+            f' UNION ALL SELECT kind, expires_at FROM "{schema}".{EPHEMERAL}) AS entries'
+            " GROUP BY kind"
+        )
+    finally:
+        await conn.close()
+    return [(row[0], row[1], row[2]) for row in found]
 
 
 @pytest.mark.slow

@@ -132,3 +132,66 @@ def test_policy_account_on_a_chain_not_allowed_fails_at_startup(tmp_path: Path):
     )
     with pytest.raises(ConfigurationError, match="not allowed"):
         Settings.load({"config": str(config)}, {})
+
+
+# --- smart-contract wallets: rpc_urls and their bounds ----------------------------------
+
+BASE_RPC = "https://base.example/v2/api-key-s3cret"
+
+
+def test_rpc_urls_from_toml_and_environment_round_trip(tmp_path: Path):
+    config = tmp_path / "keyproof.toml"
+    config.write_text(
+        '[keyproof]\nchains = ["eip155:1", "eip155:8453"]\n'
+        f'rpc_urls = {{ "eip155:8453" = "{BASE_RPC}", "eip155:1" = "http://127.0.0.1:8545" }}\n'
+        "rpc_timeout = 2.5\nrpc_gas_cap = 2000000\n"
+        'erc6492_factories = ["0x0BA5ED0c6AA8c49038F819E587E2633c4A9F428a"]\n'
+    )
+    settings = Settings.load({"config": str(config), "data_dir": str(tmp_path)}, {})
+    assert settings.rpc_urls == {"eip155:8453": BASE_RPC, "eip155:1": "http://127.0.0.1:8545"}
+    assert (settings.rpc_timeout, settings.rpc_gas_cap) == (2.5, 2_000_000)
+    assert Settings.load(env=settings.as_environment()) == settings
+    wallets = settings.contract_wallets()
+    assert wallets.factories == {"0x0BA5ED0c6AA8c49038F819E587E2633c4A9F428a"}
+
+
+def test_rpc_urls_never_show(tmp_path: Path):
+    settings = Settings(chains=("eip155:8453",), rpc_urls={"eip155:8453": BASE_RPC})
+    for text in (repr(settings), str(settings.public_summary()), repr(settings.contract_wallets())):
+        assert "s3cret" not in text
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"rpc_urls": {"eip155:8453": "http://base.example"}}, "https unless its host is loopback"),
+        ({"rpc_urls": {"eip155:8453": "ftp://base.example"}}, "absolute https URL"),
+        ({"rpc_urls": {"eip155:10": BASE_RPC}}, "eip155:10, which is not in chains"),
+        ({"rpc_urls": {"solana:mainnet": BASE_RPC}}, "is not an eip155:<chain id>"),
+        ({"rpc_urls": {"eip155:08453": BASE_RPC}}, "is not an eip155:<chain id>"),
+        ({"rpc_urls": "eip155:8453"}, "chain=url"),
+        ({"rpc_timeout": 0}, "rpc_timeout"),
+        ({"rpc_timeout": "soon"}, "number"),
+        ({"rpc_gas_cap": 100_000}, "rpc_gas_cap"),
+        ({"rpc_gas_cap": 30_000_000}, "rpc_gas_cap"),
+        ({"erc6492_factories": "0x1234"}, "erc6492_factories"),
+    ],
+    ids=[
+        "plain_http_remote",
+        "not_http",
+        "chain_not_allowed",
+        "not_eip155",
+        "leading_zero",
+        "env_without_url",
+        "timeout_zero",
+        "timeout_text",
+        "gas_cap_too_low",
+        "gas_cap_over_eip7825",
+        "factory_not_an_address",
+    ],
+)
+def test_invalid_rpc_settings_fail_at_startup(values: dict[str, object], message: str):
+    flags = {"chains": ["eip155:1", "eip155:8453"], **values}
+    with pytest.raises(ConfigurationError, match=message) as refused:
+        Settings.load(flags, {})
+    assert "s3cret" not in str(refused.value)

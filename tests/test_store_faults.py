@@ -1,6 +1,6 @@
 """A store that fails mid-request: no step of a login or an action leaves two outcomes.
 
-A real store (memory, SQLite) is wrapped so that its Nth call raises ``Unavailable``,
+A real store (memory, SQLite, PostgreSQL) is wrapped so that its Nth call raises ``Unavailable``,
 either before the command runs (connection refused) or after (reply lost). For every
 N up to the number of store calls of one challenge and redeem, the request fails
 closed with ``store_unavailable`` and a retry gives at most one token, exactly one
@@ -23,6 +23,7 @@ from keyproof.server.keys import KeySet
 from keyproof.server.service import Service
 from keyproof.stores.base import Kind, Store
 from keyproof.stores.memory import MemoryStore
+from keyproof.stores.postgres import PostgresStore
 from keyproof.stores.sqlite import SqliteStore
 
 from conftest import FrozenClock
@@ -79,13 +80,16 @@ class FlakyStore(Store):
         await self.inner.close()
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def flaky(request: pytest.FixtureRequest, tmp_path: Path, clock: FrozenClock):
     inner: Store
     if request.param == "memory":
         inner = MemoryStore(clock=clock)
-    else:
+    elif request.param == "sqlite":
         inner = SqliteStore(tmp_path / "faults.db", clock=clock)
+    else:  # its entries expire on the database's clock, long after these tests
+        url, schema = (request.getfixturevalue(f"postgres_{n}") for n in ("url", "schema"))
+        inner = PostgresStore(url, schema=schema)
     store = FlakyStore(inner)
     yield store
     await store.close()

@@ -40,6 +40,7 @@ __all__ = [
 ]
 
 MAX_ACCOUNT_LENGTH = 200
+MAX_SIGNATURE_CHARS: Final = 256
 CAIP10 = re.compile(r"([-a-z0-9]{3,8}):([-_a-zA-Z0-9]{1,32}):([-.%a-zA-Z0-9]{1,128})")
 SHIPPED_FAMILIES: Final = {
     "eip155": "keyproof.messages.siwe",
@@ -111,6 +112,8 @@ class Family(abc.ABC):
     """``eip155``, ``solana`` or ``did:key``."""
     header_suffix: ClassVar[str]
     """How the first line of this family's messages ends."""
+    max_signature_chars: ClassVar[int] = MAX_SIGNATURE_CHARS
+    """Longest signature (wire encoding) looked at; more only for contract accounts."""
 
     def split_id(self, text: str) -> tuple[str, str]:
         """``(chain reference, address)`` of an account id; CAIP-10 unless overridden."""
@@ -155,6 +158,18 @@ class Family(abc.ABC):
         where the family can tell a broken signature apart, and ``ActionRejected``
         (``action_signer_mismatch``) when it is not the account's.
         """
+
+    def contract_digest(self, message: bytes) -> bytes | None:
+        """The hash a contract account checks for a sign-in of ``message`` (EIP-1271).
+
+        ``None``, the default, for families without contract accounts: a signature that
+        fails :meth:`verify` is then refused without asking any chain.
+        """
+        return None
+
+    def contract_action_digest(self, action: Action) -> bytes | None:
+        """As :meth:`contract_digest`, for a signed action."""
+        return None
 
 
 _families: dict[str, Family] = {}

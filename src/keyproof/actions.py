@@ -17,7 +17,9 @@ order:
 
     schema and bounds -> domain separator (service, audience, type, object) -> chain
     of the token subject -> deadline window -> amount -> signature -> signer is the
-    token ``sub`` -> atomic single use of the action id (kept until the deadline)
+    token ``sub`` (offline; a contract wallet on the action's chain only when that
+    fails, :class:`keyproof.chain.ContractWallets`) -> atomic single use of the action
+    id (kept until the deadline)
 
 so a bad signature never burns an action id, and of concurrent submissions of one
 action exactly one is accepted.
@@ -37,6 +39,7 @@ import rfc8785
 
 from keyproof._time import Clock
 from keyproof.accounts import Account, Family, canonical_account, families
+from keyproof.chain import ContractWallets
 from keyproof.crypto import eip712
 from keyproof.errors import (
     ActionRejected,
@@ -71,7 +74,6 @@ ACTION_TYPES: Final[eip712.Types] = {
         ("currency", "string"),
     )
 }
-MAX_SIGNATURE_CHARS = 256
 MAX_AMOUNT_DIGITS = 30
 MAX_AMOUNT_SCALE = 18
 MAX_DEADLINE = 2**53 - 1
@@ -210,7 +212,11 @@ class VerifiedAction:
 
 
 class ActionVerifier:
-    """Verifies actions for one service name, recording used ids in ``store``."""
+    """Verifies actions for one service name, recording used ids in ``store``.
+
+    ``wallets`` checks smart-contract wallets' signatures on the chains it has an RPC
+    for; without it, only EOA signatures verify.
+    """
 
     def __init__(
         self,
@@ -218,11 +224,13 @@ class ActionVerifier:
         *,
         service: str,
         limits: ActionLimits | None = None,
+        wallets: ContractWallets | None = None,
         clock: Clock = time.time,
     ) -> None:
         self.store = store
         self.service = service
         self.limits = limits or ActionLimits()
+        self.wallets = wallets or ContractWallets()
         self.clock = clock
 
     async def verify(
@@ -238,8 +246,9 @@ class ActionVerifier:
 
         ``document`` is the JSON document as received (or an already parsed
         :class:`Action`). ``claims`` are those of an already verified access token. Raises
-        ``InvalidAction``, ``ActionRejected``, ``MalformedSignature`` or
-        ``SignatureInvalid``; records the action id only when everything else holds.
+        ``InvalidAction``, ``ActionRejected``, ``MalformedSignature``, ``SignatureInvalid``
+        or, when a contract wallet's chain cannot be asked, ``Unavailable``; records the
+        action id only when everything else holds.
         """
         action = document if isinstance(document, Action) else Action.parse(document)
         family, account = _subject(claims)
@@ -249,7 +258,7 @@ class ActionVerifier:
         now = int(self.clock())
         self._check_deadline(action, now)
         self._check_amount(action)
-        _check_signature(family, action, account, signature)
+        await self._check_signature(family, action, account, signature)
         await self._use(action, account, now)
         return VerifiedAction(action, account.id, claims)
 
@@ -285,6 +294,21 @@ class ActionVerifier:
             or not 0 < Decimal(action.amount) <= self.limits.max_amount
         ):
             raise InvalidAction("amount_out_of_range", "amount must be a positive decimal in range")
+
+    async def _check_signature(
+        self, family: Family, action: Action, account: Account, signature: Any
+    ) -> None:
+        if not isinstance(signature, str) or not 0 < len(signature) <= family.max_signature_chars:
+            raise MalformedSignature("malformed_signature", "signature has an invalid length")
+        try:
+            family.verify_action(account, action, signature)
+        except (MalformedSignature, SignatureInvalid, ActionRejected) as offline:
+            digest = family.contract_action_digest(action)
+            if digest is None:
+                raise
+            await self.wallets.verify(
+                account, digest, signature, offline=offline, refused=signer_mismatch
+            )
 
     async def _use(self, action: Action, account: Account, now: int) -> None:
         # Keyed by signer and id only, not by service: an id is single-use per
@@ -323,12 +347,6 @@ def _subject(claims: Mapping[str, Any]) -> tuple[Family, Account]:
     except KeyproofError:
         raise TokenInvalid("token_invalid", "token subject is not an account") from None
     return families()[account.namespace], account
-
-
-def _check_signature(family: Family, action: Action, account: Account, signature: Any) -> None:
-    if not isinstance(signature, str) or not 0 < len(signature) <= MAX_SIGNATURE_CHARS:
-        raise MalformedSignature("malformed_signature", "signature has an invalid length")
-    family.verify_action(account, action, signature)
 
 
 def verify_canonical_json_action(

@@ -354,6 +354,7 @@ class ConfigurationError(KeyproofError):
             "key_in_use",
             "insecure_permissions",
             "address_in_use",
+            "store_schema_too_new",
         ],
         description: str,
     ) -> None:

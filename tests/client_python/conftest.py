@@ -47,7 +47,6 @@ def running_services(data: Path, *, token_ttl: int = 600) -> Iterator[Services]:
         "[keyproof]\n"
         f"token_ttl = {token_ttl}\n"
         "challenge_limit_per_ip = 100000\n"
-        "failed_token_limit_per_ip = 100000\n"
         "[keyproof.introspection_clients]\n"
         f'rs = "{hashlib.sha256(secret.encode()).hexdigest()}"\n'
     )

@@ -28,7 +28,7 @@ async def test_add_inserts_only_when_absent(backend: Backend) -> None:
 async def test_add_succeeds_again_after_expiry(backend: Backend) -> None:
     store = backend.store
     assert await store.add(CHALLENGE, "n1", b"old", 5)
-    backend.expire(CHALLENGE, "n1", 5)
+    await backend.expire(CHALLENGE, "n1", 5)
     assert await store.get(CHALLENGE, "n1") is None
     assert await store.add(CHALLENGE, "n1", b"new", 5) is True
     assert await store.get(CHALLENGE, "n1") == b"new"
@@ -38,7 +38,7 @@ async def test_add_sets_a_ttl_no_longer_than_requested(backend: Backend) -> None
     store = backend.store
     assert await store.add(CHALLENGE, "short", b"v", 0.25)
     if backend.clock is None:
-        assert 0 < backend.pttl(CHALLENGE, "short") <= 250
+        assert 0 < await backend.pttl(CHALLENGE, "short") <= 250
         return
     backend.clock.advance(0.2)
     assert await store.get(CHALLENGE, "short") == b"v"
@@ -75,7 +75,7 @@ async def test_take_missing_is_none(backend: Backend) -> None:
 async def test_take_expired_is_none(backend: Backend) -> None:
     store = backend.store
     await store.add(CHALLENGE, "n1", b"v", 5)
-    backend.expire(CHALLENGE, "n1", 5)
+    await backend.expire(CHALLENGE, "n1", 5)
     assert await store.take(CHALLENGE, "n1") is None
 
 
@@ -89,7 +89,7 @@ async def test_hit_restarts_after_the_window(backend: Backend) -> None:
     store = backend.store
     for _ in range(3):
         await store.hit(COUNTER, "ip", 10)
-    backend.expire(COUNTER, "ip", 10)
+    await backend.expire(COUNTER, "ip", 10)
     assert await store.hit(COUNTER, "ip", 10) == 1
     assert await store.hit(COUNTER, "ip", 10) == 2
 
@@ -98,9 +98,9 @@ async def test_hit_does_not_extend_the_window(backend: Backend) -> None:
     store = backend.store
     await store.hit(COUNTER, "ip", 10)
     if backend.clock is None:
-        first = backend.pttl(COUNTER, "ip")
+        first = await backend.pttl(COUNTER, "ip")
         await store.hit(COUNTER, "ip", 10)
-        assert 0 < backend.pttl(COUNTER, "ip") <= first <= 10_000
+        assert 0 < await backend.pttl(COUNTER, "ip") <= first <= 10_000
         return
     backend.clock.advance(6)
     assert await store.hit(COUNTER, "ip", 10) == 2
@@ -129,7 +129,7 @@ async def test_count_counts_live_entries_of_one_kind(backend: Backend) -> None:
     assert await store.count(CHALLENGE) == 4
     await store.take(CHALLENGE, "a")
     assert await store.count(CHALLENGE) == 3
-    backend.expire(CHALLENGE, "short", 5)
+    await backend.expire(CHALLENGE, "short", 5)
     assert await store.count(CHALLENGE) == 2
     assert await store.count(Kind.REVOKED) == 1
 
@@ -198,6 +198,14 @@ async def test_concurrent_hits_count_every_hit(backend: Backend) -> None:
     await warm_up(store, 50)
     results = await asyncio.gather(*(store.hit(COUNTER, "ip", 60) for _ in range(50)))
     assert sorted(results) == list(range(1, 51))
+
+
+async def test_open_is_idempotent_and_keeps_what_was_written(backend: Backend) -> None:
+    store = backend.store
+    await store.open()
+    assert await store.add(CHALLENGE, "n1", b"v", 60)
+    await store.open()
+    assert await store.get(CHALLENGE, "n1") == b"v"
 
 
 async def test_ping_succeeds_on_an_open_store(backend: Backend) -> None:

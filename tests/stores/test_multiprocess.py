@@ -1,4 +1,4 @@
-"""Atomicity across OS processes sharing one SQLite file or one Redis database."""
+"""Atomicity across OS processes sharing one SQLite file, Redis or PostgreSQL database."""
 
 from __future__ import annotations
 
@@ -68,11 +68,15 @@ def race(url: str, op: str) -> list[int]:
     params=[
         pytest.param("sqlite", id="sqlite"),
         pytest.param("redis", id="redis", marks=pytest.mark.redis),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
     ]
 )
 def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'shared.db'}"
+    if request.param == "postgres":
+        schema: str = request.getfixturevalue("postgres_schema")
+        return f"{request.getfixturevalue('postgres_url')}?schema={schema}"
     url: str = request.getfixturevalue("redis_url")
     prefix: str = request.getfixturevalue("redis_prefix")
     return f"{url}{'&' if '?' in url else '?'}prefix={prefix}"

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import sqlite3
+import sys
 from pathlib import Path
 
 import pytest
 from redis.asyncio.connection import BlockingConnectionPool, Connection, SSLConnection
 
+import keyproof.stores
 from keyproof.errors import ConfigurationError, Unavailable
 from keyproof.stores import DEFAULT_REDIS_PREFIX, check_ttl, open_store
 from keyproof.stores.base import Kind
 from keyproof.stores.memory import MemoryStore
+from keyproof.stores.postgres import DEFAULT_SCHEMA, PostgresStore
 from keyproof.stores.redis import RedisStore
 from keyproof.stores.sqlite import SqliteStore
 
@@ -94,10 +97,42 @@ async def test_redis_url_options_and_prefix() -> None:
     await store.close()
 
 
+async def test_postgresql_url_defaults() -> None:
+    store = open_store("postgresql://keyproof@db.internal:5432/auth")
+    assert isinstance(store, PostgresStore)
+    assert store.schema == DEFAULT_SCHEMA == "keyproof"
+    assert store._dsn == "postgresql://keyproof@db.internal:5432/auth"
+    assert store._max_connections == 10
+    assert (store._pool_timeout, store._connect_timeout, store._command_timeout) == (2, 2, 2)
+    await store.close()
+
+
+async def test_postgresql_url_options_stay_out_of_the_driver_dsn() -> None:
+    store = open_store(
+        "postgres://kp:pw@db.internal/auth?schema=tenant_a&max_connections=4&pool_timeout=0.5"
+        "&connect_timeout=1&command_timeout=3&sslmode=verify-full&sslrootcert=/etc/ca.pem"
+    )
+    assert isinstance(store, PostgresStore)
+    assert store.schema == "tenant_a"
+    assert store._max_connections == 4
+    assert (store._pool_timeout, store._connect_timeout, store._command_timeout) == (0.5, 1, 3)
+    assert store._dsn == (
+        "postgres://kp:pw@db.internal/auth?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem"
+    )
+    await store.close()
+
+
+def test_postgresql_without_its_extra_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "keyproof.stores.postgres", None)  # as if not installed
+    monkeypatch.delattr(keyproof.stores, "postgres", raising=False)
+    with pytest.raises(ConfigurationError, match=r"keyproof\[postgres\]"):
+        open_store("postgresql://127.0.0.1/auth")
+
+
 INVALID = {
     "empty": "",
     "no-scheme": "keyproof.db",
-    "unknown-scheme": "postgres://127.0.0.1/keyproof",
+    "unknown-scheme": "mysql://127.0.0.1/keyproof",
     "http": "http://127.0.0.1/",
     "memory-host": "memory://host",
     "memory-path": "memory:///x",
@@ -136,6 +171,25 @@ INVALID = {
     "rediss-bad-cert-reqs": "rediss://127.0.0.1/0?ssl_cert_reqs=maybe",
     "rediss-empty-ca": "rediss://127.0.0.1/0?ssl_ca_certs=",
     "redis-unix": "unix:///run/redis.sock",
+    "postgresql-no-host": "postgresql:///auth",
+    "postgresql-no-database": "postgresql://127.0.0.1:5432",
+    "postgresql-root-path": "postgresql://127.0.0.1:5432/",
+    "postgresql-nested-path": "postgresql://127.0.0.1/auth/x",
+    "postgresql-port-range": "postgresql://127.0.0.1:70000/auth",
+    "postgresql-fragment": "postgresql://127.0.0.1/auth#x",
+    "postgresql-upper-schema": "postgresql://127.0.0.1/auth?schema=Keyproof",
+    "postgresql-quote-schema": "postgresql://127.0.0.1/auth?schema=a%22b",
+    "postgresql-pg-schema": "postgresql://127.0.0.1/auth?schema=pg_keyproof",
+    "postgresql-digit-schema": "postgresql://127.0.0.1/auth?schema=1keyproof",
+    "postgresql-long-schema": "postgresql://127.0.0.1/auth?schema=" + "s" * 64,
+    "postgresql-empty-schema": "postgresql://127.0.0.1/auth?schema=",
+    "postgresql-zero-connections": "postgresql://127.0.0.1/auth?max_connections=0",
+    "postgresql-nan-timeout": "postgresql://127.0.0.1/auth?command_timeout=nan",
+    "postgresql-zero-timeout": "postgresql://127.0.0.1/auth?pool_timeout=0",
+    "postgresql-bad-sslmode": "postgresql://127.0.0.1/auth?sslmode=maybe",
+    "postgresql-empty-sslcert": "postgresql://127.0.0.1/auth?sslcert=",
+    "postgresql-password-param": "postgresql://127.0.0.1/auth?password=x",
+    "postgresql-unknown-param": "postgresql://127.0.0.1/auth?statement_timeout=5",
 }
 
 
@@ -146,9 +200,12 @@ def test_invalid_urls_are_configuration_errors(url: str) -> None:
     assert caught.value.code == "invalid_setting"
 
 
-def test_errors_never_echo_the_url() -> None:
+@pytest.mark.parametrize(
+    "url", ["redis://admin:hunter2@127.0.0.1:6379/x", "postgresql://kp:hunter2@127.0.0.1/a/b"]
+)
+def test_errors_never_echo_the_url(url: str) -> None:
     with pytest.raises(ConfigurationError) as caught:
-        open_store("redis://admin:hunter2@127.0.0.1:6379/x")
+        open_store(url)
     assert "hunter2" not in str(caught.value)
     assert "hunter2" not in repr(caught.value)
 

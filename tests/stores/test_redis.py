@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import AsyncIterator
 
 import pytest
 import redis
 
 from keyproof.errors import Unavailable
-from keyproof.stores import open_store
-from keyproof.stores.base import Kind, Store
+from keyproof.stores.base import Kind
 from keyproof.stores.redis import SCAN_COUNT, RedisStore
 
-from .harness import every_operation
-
 CHALLENGE, COUNTER = Kind.CHALLENGE, Kind.COUNTER
-
-
-async def assert_all_unavailable(store: Store) -> None:
-    for call in every_operation(store):
-        with pytest.raises(Unavailable) as caught:
-            await call()
-        assert caught.value.code == "store_unavailable"
 
 
 @pytest.mark.redis
@@ -113,48 +101,6 @@ async def test_a_server_error_is_unavailable(
     with pytest.raises(Unavailable) as caught:
         await redis_store.hit(COUNTER, "ip", 10)
     assert isinstance(caught.value.__cause__, redis.ResponseError)
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-async def test_a_refused_connection_is_unavailable() -> None:
-    store = open_store(f"redis://127.0.0.1:{closed_port()}/0")
-    try:
-        await assert_all_unavailable(store)
-    finally:
-        await store.close()
-
-
-@pytest.fixture
-async def silent_server() -> AsyncIterator[int]:
-    """A TCP server on 127.0.0.1 that accepts connections and never answers."""
-
-    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while await reader.read(4096):
-            pass
-        writer.close()
-
-    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
-    yield server.sockets[0].getsockname()[1]
-    server.close()
-    await server.wait_closed()
-
-
-async def test_a_server_that_never_answers_is_unavailable(silent_server: int) -> None:
-    url = f"redis://127.0.0.1:{silent_server}/0?socket_timeout=0.05&socket_connect_timeout=0.05"
-    store = open_store(url)
-    try:
-        with pytest.raises(Unavailable) as caught:
-            await store.take(CHALLENGE, "n1")
-        assert isinstance(caught.value.__cause__, redis.TimeoutError)
-        await assert_all_unavailable(store)
-    finally:
-        await store.close()
 
 
 def test_the_prefix_may_not_be_empty() -> None:

@@ -46,9 +46,11 @@ from typing import Final
 from keyproof._time import check_window
 from keyproof.accounts import Account, ChallengeText, Family
 from keyproof.actions import Action, signer_mismatch
+from keyproof.chain import MAX_CONTRACT_SIGNATURE_CHARS
 from keyproof.crypto.secp256k1 import (
     checksum_address,
     decode_signature_hex,
+    eip191_digest,
     recover_digest,
     verify_eip191,
 )
@@ -154,10 +156,16 @@ def _timestamp(moment: datetime | None) -> float | None:
 
 
 class EthereumFamily(Family):
-    """Ethereum EOAs: CAIP-10 ``eip155:<chain>:<EIP-55 address>``, SIWE, EIP-191."""
+    """Ethereum accounts: CAIP-10 ``eip155:<chain>:<EIP-55 address>``, SIWE, EIP-191.
+
+    :meth:`verify` and :meth:`verify_action` are the offline EOA checks; a contract
+    wallet's signature (EIP-1271, ERC-6492) is checked on chain over
+    :meth:`contract_digest` by :class:`keyproof.chain.ContractWallets`.
+    """
 
     namespace = "eip155"
     header_suffix = HEADER_SUFFIX
+    max_signature_chars = MAX_CONTRACT_SIGNATURE_CHARS
 
     def canonical_chain(self, reference: str) -> str:
         if not _CHAIN_RE.fullmatch(reference):
@@ -201,6 +209,14 @@ class EthereumFamily(Family):
         signer = recover_digest(action.typed_data_digest(), decode_signature_hex(signature))
         if not hmac.compare_digest(signer, account.public_key):
             raise signer_mismatch()
+
+    def contract_digest(self, message: bytes) -> bytes:
+        """The EIP-191 hash: what viem's ``verifyMessage`` hands to ``isValidSignature``."""
+        return eip191_digest(message)
+
+    def contract_action_digest(self, action: Action) -> bytes:
+        """The EIP-712 digest of the action's typed data."""
+        return action.typed_data_digest()
 
 
 FAMILY = EthereumFamily()

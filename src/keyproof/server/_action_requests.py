@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 from keyproof._httpio import Credentials
 from keyproof._time import Clock
 from keyproof.actions import Action, ActionLimits, ActionVerifier, VerifiedAction
+from keyproof.chain import ContractWallets
 from keyproof.dpop import MAX_PROOF_BYTES, ProofReplayCache, check_sender
 from keyproof.errors import InsufficientScope, InvalidRequest, KeyproofError, TokenInvalid
 from keyproof.server.audit import AuditLog
@@ -75,6 +76,7 @@ class ActionRequests:
         *,
         issuer: str,
         limits: ActionLimits,
+        wallets: ContractWallets,
         clock: Clock = time.time,
     ) -> None:
         self._store = store
@@ -83,6 +85,7 @@ class ActionRequests:
         self._audit = audit
         self._issuer = issuer
         self._limits = limits
+        self._wallets = wallets
         self._clock = clock
         self._replay = ProofReplayCache(store)
 
@@ -135,7 +138,11 @@ class ActionRequests:
             raise InsufficientScope("insufficient_scope", f"the token lacks {expect['scope']}")
         decision.action = Action.parse(body.get("action"))
         verifier = ActionVerifier(
-            self._store, service=expect["service"], limits=self._limits, clock=self._clock
+            self._store,
+            service=expect["service"],
+            limits=self._limits,
+            wallets=self._wallets,
+            clock=self._clock,
         )
         return await verifier.verify(
             decision.action,

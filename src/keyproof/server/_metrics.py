@@ -1,8 +1,9 @@
-"""Prometheus metrics for one app: request counts, refusal codes, latency.
+"""Prometheus metrics for one app: request counts, refusal codes, latency, chain calls.
 
 Every app owns a ``CollectorRegistry``, so several apps in one process (tests,
 embedding) never share counters. The ``endpoint`` label is one of the app's route
-paths or ``other``, never a raw path, so a scanner cannot grow the label set.
+paths or ``other``, never a raw path, so a scanner cannot grow the label set; the
+``chain`` label of the RPC metrics is one of the configured ``rpc_urls`` chains.
 
 Several uvicorn workers (``--workers N``) are several processes, each with its own
 counters; a scrape of ``/metrics`` reaches one of them. Run one worker per replica
@@ -24,6 +25,7 @@ __all__ = ["ERROR_CODE_SCOPE_KEY", "Metrics"]
 
 ERROR_CODE_SCOPE_KEY = "keyproof.error_code"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+RPC_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 class Metrics:
@@ -63,6 +65,25 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.rpc_calls = Counter(
+            "keyproof_rpc_calls",
+            "eth_call requests to a chain's node (contract-wallet signatures), by chain.",
+            ["chain"],
+            registry=self.registry,
+        )
+        self.rpc_failures = Counter(
+            "keyproof_rpc_failures",
+            "eth_call requests that got no usable answer, by chain and reason.",
+            ["chain", "reason"],
+            registry=self.registry,
+        )
+        self.rpc_latency = Histogram(
+            "keyproof_rpc_call_duration_seconds",
+            "Time of one eth_call request, answered or not, by chain.",
+            ["chain"],
+            buckets=RPC_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
 
     def endpoint(self, path: str) -> str:
         return path if path in self.endpoints else "other"
@@ -88,6 +109,13 @@ class Metrics:
             code if isinstance(code, str) else None,
             seconds,
         )
+
+    def observe_rpc(self, chain: str, seconds: float, failure: str | None) -> None:
+        """Count one ``eth_call`` (a :data:`keyproof.chain.RpcObserver`)."""
+        self.rpc_calls.labels(chain).inc()
+        self.rpc_latency.labels(chain).observe(seconds)
+        if failure is not None:
+            self.rpc_failures.labels(chain, failure).inc()
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""

@@ -69,6 +69,12 @@ class WatchedStore(Store):
     async def ping(self) -> None:
         await self._watch("ping", self.inner.ping())
 
+    async def open(self) -> None:
+        await self._watch("open", self.inner.open())
+
+    async def migrate(self) -> tuple[int, int] | None:
+        return await self.inner.migrate()
+
     async def close(self) -> None:
         await self.inner.close()
 

@@ -331,12 +331,17 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         opened = store or open_store(settings.store, clock=clock)
         watched = WatchedStore(opened, metrics)
-        components = build_components(settings, store=watched, keys=keys, clock=clock)
+        components = build_components(
+            settings, store=watched, keys=keys, clock=clock, rpc_observer=metrics.observe_rpc
+        )
+        with contextlib.suppress(Unavailable):  # /readyz says so; first use retries
+            await components.store.open()  # e.g. PostgreSQL's forward migrations
         endpoints.start(components)
         try:
             with on_hangup(components.audit.reopen), _metrics_listener(settings, metrics):
                 yield
         finally:
+            await components.wallets.aclose()
             components.audit.close()
             if store is None:
                 await opened.close()

@@ -1,4 +1,4 @@
-"""The ``keyproof`` command: ``serve``, ``check-config`` and key management.
+"""The ``keyproof`` command: ``serve``, ``check-config``, key management and store migrations.
 
 Every ``serve`` flag can also be given as ``KEYPROOF_<FLAG>`` in the environment or
 in the ``[keyproof]`` table of the ``--config`` TOML file (flags win). A failure is one
@@ -9,6 +9,7 @@ when the store could not be reached (a restart later may succeed).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import functools
 import os
 import sys
@@ -28,9 +29,10 @@ from keyproof.server._startup import (
 )
 from keyproof.server.config import Settings
 from keyproof.server.keys import KEY_FILE_NAME, RETIRE_AFTER, KeySet
+from keyproof.stores import open_store
 from keyproof.tokens import JWKS_MAX_AGE
 
-__all__ = ["keys_command", "main"]
+__all__ = ["keys_command", "main", "migrate_command"]
 
 DEFAULT_PUBLISH_FOR = 2 * JWKS_MAX_AGE
 MAX_PUBLISH_FOR = 7 * 24 * 3600
@@ -39,7 +41,11 @@ SERVE_FLAGS: tuple[tuple[str, type, str], ...] = (
     ("host", str, "interface to bind (default 127.0.0.1)"),
     ("port", int, "TCP port (default 8000)"),
     ("workers", int, "worker processes (default 1)"),
-    ("store", str, "store URL: memory://, sqlite:///path, redis://host:port/db"),
+    (
+        "store",
+        str,
+        "store URL: memory://, sqlite:///path, redis://host:port/db, postgresql://user@host/db",
+    ),
     ("data-dir", str, "directory for the signing keys and SQLite store (default ./.keyproof)"),
     ("domain", str, "domain written into sign-in messages (default host:port)"),
     ("uri", str, "URI written into sign-in messages (default http://host:port)"),
@@ -93,6 +99,14 @@ def _parser() -> argparse.ArgumentParser:
             "every verifier fetch it first)"
         ),
     )
+    migrate = commands.add_parser(
+        "migrate",
+        help="bring the store's schema up to date",
+        description="Apply the store's forward schema migrations now (serve applies them "
+        "on start too). Only the PostgreSQL store has a versioned schema.",
+    )
+    for flag in ("store", "config", "data-dir"):
+        migrate.add_argument(f"--{flag}", type=str)
     return parser
 
 
@@ -235,6 +249,30 @@ def _show(key_set: KeySet) -> None:
         print(f"oldest key retirable at {retire_at}")
 
 
+def migrate_command(settings: Settings) -> None:
+    """Open the configured store and apply its forward migrations; say what was done.
+
+    Raises ``Unavailable`` when the store cannot be reached, ``ConfigurationError``
+    when its schema is newer than this keyproof.
+    """
+    print(asyncio.run(_migrate(settings)))
+
+
+async def _migrate(settings: Settings) -> str:
+    store = open_store(settings.store)
+    try:
+        versions = await store.migrate()
+    finally:
+        await store.close()
+    where = settings.public_summary()["store"]
+    if versions is None:
+        return f"{where}: no versioned schema, nothing to migrate"
+    before, after = versions
+    if before == after:
+        return f"{where}: schema up to date at version {after}"
+    return f"{where}: schema migrated from version {before} to {after}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -243,6 +281,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(settings)
         if args.command == "check-config":
             return check_config(settings)
+        if args.command == "migrate":
+            migrate_command(settings)
+            return 0
         keys_command(settings, args.action, publish_for=args.publish_for)
     except KeyproofError as exc:
         print(f"keyproof: {exc.code}: {exc.description}", file=sys.stderr)

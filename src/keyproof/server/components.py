@@ -12,6 +12,7 @@ from decimal import Decimal
 
 from keyproof._time import Clock
 from keyproof.actions import ActionLimits
+from keyproof.chain import ContractWallets, RpcObserver
 from keyproof.server._action_requests import ActionRequests
 from keyproof.server._ratelimit import Limits, RateLimiter
 from keyproof.server.audit import AUDIT_FILE_NAME, AuditLog
@@ -39,6 +40,8 @@ class Components:
     revocation: Revocation
     introspection_clients: IntrospectionClients
     actions: ActionRequests
+    wallets: ContractWallets
+    """Asks the chains about contract-wallet signatures; close it with ``aclose()``."""
 
 
 def _sign_in_config(settings: Settings) -> SignInConfig:
@@ -84,15 +87,20 @@ def build_service(
     clock: Clock = time.time,
     *,
     audit: AuditLog | None = None,
+    wallets: ContractWallets | None = None,
     sessions: Sessions | None = None,
 ) -> Service:
-    """The sign-in service alone, for embedding and tests."""
+    """The sign-in service alone, for embedding and tests.
+
+    ``wallets`` is built from the settings unless given; the caller closes it.
+    """
     return Service(
         _sign_in_config(settings),
         store,
         keys,
         limiter=RateLimiter(store, _limits(settings)),
         audit=audit or _audit_log(settings, clock),
+        wallets=wallets or ContractWallets(settings.contract_wallets()),
         clock=clock,
         sessions=sessions or _sessions(settings, store, clock),
     )
@@ -110,8 +118,12 @@ def build_components(
     store: Store | None = None,
     keys: KeySet | None = None,
     clock: Clock = time.time,
+    rpc_observer: RpcObserver | None = None,
 ) -> Components:
-    """Open the store and keys the settings name, unless given, and wire everything."""
+    """Open the store and keys the settings name, unless given, and wire everything.
+
+    ``rpc_observer`` is told of every call to a chain (the app's metrics).
+    """
     opened = store or open_store(settings.store, clock=clock)
     key_file: KeyFile | None = None
     source: KeySource
@@ -132,12 +144,15 @@ def build_components(
     action_limits = ActionLimits(
         max_horizon=settings.action_horizon, max_amount=Decimal(settings.action_max_amount)
     )
+    wallets = ContractWallets(settings.contract_wallets(), observer=rpc_observer)
     return Components(
         store=opened,
         keys=source,
         key_file=key_file,
         audit=audit,
-        service=build_service(settings, opened, source, clock, audit=audit, sessions=sessions),
+        service=build_service(
+            settings, opened, source, clock, audit=audit, wallets=wallets, sessions=sessions
+        ),
         revocation=revocation,
         introspection_clients=IntrospectionClients(settings.introspection_clients),
         actions=ActionRequests(
@@ -147,6 +162,8 @@ def build_components(
             audit,
             issuer=settings.issuer,
             limits=action_limits,
+            wallets=wallets,
             clock=clock,
         ),
+        wallets=wallets,
     )

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from keyproof.accounts import canonical_account, canonical_chain
+from keyproof.chain import ContractWalletConfig
 from keyproof.errors import ConfigurationError, KeyproofError
 from keyproof.messages._fields import check_authority, check_statement
 from keyproof.server.origins import (
@@ -32,8 +33,15 @@ __all__ = ["DEFAULT_CHAINS", "Settings"]
 
 DEFAULT_CHAINS = ("eip155:1", "solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp", "did:key")
 ENV_PREFIX = "KEYPROOF_"
-LIST_SETTINGS = frozenset({"audiences", "chains", "trusted_proxies", "cors_origins"})
-MAPPING_SETTINGS = frozenset({"introspection_clients"})
+LIST_SETTINGS = frozenset(
+    {"audiences", "chains", "trusted_proxies", "cors_origins", "erc6492_factories"}
+)
+# name -> (separator of key and value in the environment, what the keys and values are)
+MAPPING_SETTINGS = {
+    "introspection_clients": (":", "id:sha256hex", "client ids to strings"),
+    "rpc_urls": ("=", "chain=url", "chains to URLs"),
+}
+FLOAT_SETTINGS = frozenset({"rpc_timeout"})
 CLIENT_ID_PATTERN = re.compile(r"[A-Za-z0-9._~-]{1,64}")
 SHA256_HEX_PATTERN = re.compile(r"[0-9a-f]{64}")
 INT_SETTINGS = frozenset(
@@ -46,6 +54,7 @@ INT_SETTINGS = frozenset(
         "max_body_bytes",
         "action_horizon",
         "rate_window",
+        "rpc_gas_cap",
     }
 )
 LIMIT_SETTINGS = frozenset(
@@ -109,6 +118,12 @@ class Settings:
     max_connections: int = 1000
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 0
+    # Smart-contract wallets (EIP-1271, ERC-6492), asked with eth_call only. The URLs
+    # often carry an API key: never shown.
+    rpc_urls: Mapping[str, str] = field(default_factory=dict, repr=False)
+    rpc_timeout: float = 5.0
+    rpc_gas_cap: int = 3_000_000
+    erc6492_factories: tuple[str, ...] = ()
     config: Path | None = None
     # Browser apps (specs/protocol.md §6.1): who may call keyproof, and whose domain
     # a challenge requested from their origin carries.
@@ -192,6 +207,9 @@ class Settings:
             except ValueError:
                 raise ConfigurationError("invalid_setting", f"trusted proxy {proxy!r}") from None
         self._validate_operations()
+        self.contract_wallets()  # builds the RPC settings, which checks them
+        for chain in self.rpc_urls:
+            _require(chain in self.chains, f"rpc_urls names {chain}, which is not in chains")
         self._validate_sessions()
 
     def _validate_sessions(self) -> None:
@@ -215,6 +233,15 @@ class Settings:
             "metrics_port serves one process's counters: use it with workers = 1",
         )
         _require(bool(self.metrics_host), "metrics_host must not be empty")
+
+    def contract_wallets(self) -> ContractWalletConfig:
+        """The RPC settings, checked: ``https`` (or loopback) URLs of allowed eip155 chains."""
+        return ContractWalletConfig(
+            rpc_urls=dict(self.rpc_urls),
+            timeout=self.rpc_timeout,
+            gas_cap=self.rpc_gas_cap,
+            factories=frozenset(self.erc6492_factories),
+        )
 
     @classmethod
     def load(
@@ -244,7 +271,9 @@ class Settings:
                 out[ENV_PREFIX + f.name.upper()] = relying_parties_json(value)
                 continue
             if f.name in MAPPING_SETTINGS:
-                out[ENV_PREFIX + f.name.upper()] = ",".join(f"{k}:{v}" for k, v in value.items())
+                separator = MAPPING_SETTINGS[f.name][0]
+                pairs = (f"{k}{separator}{v}" for k, v in value.items())
+                out[ENV_PREFIX + f.name.upper()] = ",".join(pairs)
                 continue
             text = ",".join(value) if isinstance(value, tuple) else str(value)
             out[ENV_PREFIX + f.name.upper()] = text
@@ -338,15 +367,16 @@ def _coerce_one(name: str, value: Any) -> Any:
         if not isinstance(items, list | tuple):
             raise ConfigurationError("invalid_setting", f"{name} must be a list")
         return tuple(str(item).strip() for item in items if str(item).strip())
-    if name in INT_SETTINGS | LIMIT_SETTINGS | OPERATION_INT_SETTINGS | SESSION_INT_SETTINGS:
-        if isinstance(value, bool):
-            raise ConfigurationError("invalid_setting", f"{name} must be an integer")
-        try:
-            return int(value)
-        except (TypeError, ValueError):
-            raise ConfigurationError("invalid_setting", f"{name} must be an integer") from None
+    if name in (
+        INT_SETTINGS
+        | LIMIT_SETTINGS
+        | OPERATION_INT_SETTINGS
+        | FLOAT_SETTINGS
+        | SESSION_INT_SETTINGS
+    ):
+        return _number(name, value, float if name in FLOAT_SETTINGS else int)
     if name in MAPPING_SETTINGS:
-        return _client_table(name, value)
+        return _string_table(name, value)
     if name in PATH_SETTINGS:
         return Path(value)
     if name in {"policy", "relying_parties"}:
@@ -365,15 +395,27 @@ def _flag(name: str, value: Any) -> bool:
     raise ConfigurationError("invalid_setting", f"{name} must be true or false")
 
 
-def _client_table(name: str, value: Any) -> dict[str, str]:
-    """``{id: sha256hex}`` from a TOML table or ``id:sha256hex,id2:sha256hex``."""
+def _number(name: str, value: Any, kind: type[int] | type[float]) -> int | float:
+    what = "an integer" if kind is int else "a number"
+    if isinstance(value, bool):
+        raise ConfigurationError("invalid_setting", f"{name} must be {what}")
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError("invalid_setting", f"{name} must be {what}") from None
+
+
+def _string_table(name: str, value: Any) -> dict[str, str]:
+    """A TOML table, or ``key<sep>value,…`` from the environment (``id:sha256hex``,
+    ``eip155:1=https://…``)."""
+    separator, spelling, meaning = MAPPING_SETTINGS[name]
     if isinstance(value, str):
-        pairs = [item.strip().split(":", 1) for item in value.split(",") if item.strip()]
+        pairs = [item.strip().split(separator, 1) for item in value.split(",") if item.strip()]
         if any(len(pair) != 2 for pair in pairs):
-            raise ConfigurationError("invalid_setting", f"{name} must be id:sha256hex,...")
+            raise ConfigurationError("invalid_setting", f"{name} must be {spelling},...")
         value = {k.strip(): v.strip() for k, v in pairs}
     if not isinstance(value, Mapping) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     ):
-        raise ConfigurationError("invalid_setting", f"{name} must map client ids to strings")
+        raise ConfigurationError("invalid_setting", f"{name} must map {meaning}")
     return dict(value)

@@ -6,10 +6,11 @@ This module is the only place that knows the order of checks on redeem:
     failed attempts of the client and its network under their limits -> size limits
     -> strict parse -> look up binding (read only) -> fields match the binding (the
     DPoP key named in the message too) -> time window -> signature over the exact
-    bytes received -> sender constraint (a DPoP proof verified, its nonce and jti
-    checked; or, without one, refused if the sign-in is key-bound or a scope needs
-    DPoP) -> atomic consume of the nonce -> policy -> mint (+ a session and its
-    refresh token for a DPoP-bound sign-in)
+    bytes received (offline; a contract wallet on chain only when that fails) ->
+    sender constraint (a DPoP proof verified, its nonce and jti checked; or, without
+    one, refused if the sign-in is key-bound or a scope needs DPoP) -> atomic consume
+    of the nonce -> policy -> mint (+ a session and its refresh token for a
+    DPoP-bound sign-in)
 
 and on refresh:
 
@@ -53,6 +54,7 @@ from keyproof.accounts import (
     family_for_message,
     parse_account,
 )
+from keyproof.chain import MAX_CONTRACT_SIGNATURE_CHARS, ContractWallets
 from keyproof.dpop import DPoPProof
 from keyproof.errors import (
     BindingCode,
@@ -67,6 +69,7 @@ from keyproof.errors import (
     NonceRejected,
     OutsideValidity,
     RateLimited,
+    SignatureInvalid,
     Unavailable,
 )
 from keyproof.messages import recap
@@ -83,7 +86,6 @@ from keyproof.stores.base import Kind, Store
 __all__ = ["Challenge", "KeySource", "Service", "SignInConfig"]
 
 MAX_MESSAGE_BYTES = 8192
-MAX_SIGNATURE_CHARS = 256
 JKT_URI_PREFIX: Final = "urn:ietf:params:oauth:jwk-thumbprint:sha-256:"
 """RFC 9278: the resource naming the DPoP key a sign-in is bound to."""
 _JKT: Final = re.compile(r"[A-Za-z0-9_-]{43}")
@@ -175,6 +177,7 @@ class Service:
         *,
         limiter: RateLimiter,
         audit: AuditLog,
+        wallets: ContractWallets,
         clock: Clock = time.time,
         sessions: Sessions | None = None,
     ) -> None:
@@ -183,6 +186,7 @@ class Service:
         self._keys = keys
         self._limiter = limiter
         self._audit = audit
+        self._wallets = wallets
         self._clock = clock
         nonces = DPoPNonces(keys, enabled=config.dpop_nonce, clock=clock)
         self._dpop = TokenEndpointProofs(store, nonces, issuer=config.issuer, clock=clock)
@@ -363,6 +367,7 @@ class Service:
         await self._limiter.admit_token(attempt.client_ip)
         signed_bytes = _bounded_bytes(message, signature)
         family = family_for_message(message)
+        _check_signature_length(family, signature)
         parsed, account = family.parse(message)
         attempt.account, attempt.nonce = account.id, parsed.nonce
         binding_bytes = await self._store.get(Kind.CHALLENGE, parsed.nonce)
@@ -373,7 +378,7 @@ class Service:
         attempt.bound = True
         signed_scopes = _signed_scopes(parsed, binding)
         self._check_times(parsed, binding)
-        family.verify(account, signed_bytes, signature)
+        await self._verify_signature(family, account, signed_bytes, signature)
         proof = await self._sender_constraint(binding, signed_scopes, dpop_proof)
         await self._consume(parsed.nonce, binding_bytes)
         granted = self._granted(account, binding, signed_scopes)
@@ -484,6 +489,20 @@ class Service:
             not_before=not_before.timestamp() if not_before else None,
         )
 
+    async def _verify_signature(
+        self, family: Family, account: Account, signed: bytes, signature: str
+    ) -> None:
+        """Offline first; only if that refuses, a contract wallet is asked on chain (§1.2)."""
+        try:
+            family.verify(account, signed, signature)
+        except (MalformedSignature, SignatureInvalid) as offline:
+            digest = family.contract_digest(signed)
+            if digest is None:
+                raise
+            await self._wallets.verify(
+                account, digest, signature, offline=offline, refused=_contract_refused
+            )
+
     async def _consume(self, nonce: str, expected: bytes) -> None:
         # A tombstone lets a replay be told apart from an unknown nonce. It is written
         # before the take so that a concurrent redeem never sees neither.
@@ -513,9 +532,19 @@ def _bounded_bytes(message: str, signature: str) -> bytes:
         raise MalformedMessage("malformed_message", "message is not valid Unicode") from None
     if len(encoded) > MAX_MESSAGE_BYTES:
         raise MalformedMessage("message_too_long", f"message exceeds {MAX_MESSAGE_BYTES} bytes")
-    if not signature or len(signature) > MAX_SIGNATURE_CHARS:
+    if not signature or len(signature) > MAX_CONTRACT_SIGNATURE_CHARS:  # no family takes more
         raise MalformedSignature("malformed_signature", "signature has an invalid length")
     return encoded
+
+
+def _check_signature_length(family: Family, signature: str) -> None:
+    """Longer signatures only for families whose accounts may be contract wallets."""
+    if len(signature) > family.max_signature_chars:
+        raise MalformedSignature("malformed_signature", "signature has an invalid length")
+
+
+def _contract_refused() -> SignatureInvalid:
+    return SignatureInvalid("signature_invalid", "the contract wallet refused the signature")
 
 
 def _check_binding(message: SignInMessage, account: Account, binding: Binding) -> None:

@@ -8,10 +8,12 @@ URL                                       backend
 ``sqlite:////absolute/path.db``           (``?synchronous=normal|full``)
 ``redis://host:port/db``, ``rediss://``   :class:`~keyproof.stores.redis.RedisStore`
                                           (``?prefix=keyproof:`` and a few client options)
+``postgresql://user@host:port/db``        :class:`~keyproof.stores.postgres.PostgresStore`
+(or ``postgres://``)                      (``?schema=keyproof``, pool and TLS options)
 ========================================  =============================================
 
-Only the backend a URL names is imported, so ``redis`` stays optional for deployments
-that never use it. A URL that cannot be honoured raises
+Only the backend a URL names is imported, so ``redis`` and ``asyncpg`` stay optional
+for deployments that never use them. A URL that cannot be honoured raises
 ``ConfigurationError("invalid_setting")`` at startup; messages never echo the URL
 because it may carry a password.
 """
@@ -38,6 +40,10 @@ _REDIS_FLOAT_OPTIONS = frozenset({"socket_timeout", "socket_connect_timeout"})
 _REDIS_INT_OPTIONS = frozenset({"health_check_interval", "max_connections"})
 _REDIS_TLS_OPTIONS = frozenset({"ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs"})
 _TLS_CERT_REQS = frozenset({"none", "optional", "required"})
+_PG_FLOAT_OPTIONS = frozenset({"pool_timeout", "connect_timeout", "command_timeout"})
+_PG_TLS_OPTIONS = frozenset({"sslrootcert", "sslcert", "sslkey"})
+_PG_SSLMODES = frozenset({"disable", "allow", "prefer", "require", "verify-ca", "verify-full"})
+_PG_DATABASE_RE = re.compile(r"/[^/?#]{1,63}")
 
 
 def check_ttl(seconds: float, name: str = "ttl") -> None:
@@ -61,10 +67,12 @@ def open_store(url: str, *, clock: Clock = time.time) -> Store:
         "sqlite": _open_sqlite,
         "redis": _open_redis,
         "rediss": _open_redis,
+        "postgresql": _open_postgres,
+        "postgres": _open_postgres,
     }
     opener = openers.get(parts.scheme)
     if opener is None:
-        raise _invalid("store URL scheme must be one of memory, sqlite, redis, rediss")
+        raise _invalid("store URL scheme must be one of memory, sqlite, redis, rediss, postgresql")
     return opener(url, clock)
 
 
@@ -150,10 +158,7 @@ def _open_redis(url: str, clock: Clock) -> Store:
 
 def _check_redis_location(url: str) -> None:
     parts = urlsplit(url)
-    try:
-        parts.port  # noqa: B018 -- the property raises ValueError when out of range
-    except ValueError:
-        raise _invalid("redis store URL has an invalid port") from None
+    _check_port(url, "redis")
     if not parts.hostname:
         raise _invalid("redis store URL needs a host, e.g. redis://127.0.0.1:6379/0")
     if parts.fragment or not _DB_RE.fullmatch(parts.path):
@@ -170,3 +175,50 @@ def _check_redis_options(options: dict[str, str]) -> None:
             raise _invalid("redis store URL parameter ssl_cert_reqs must be none/optional/required")
         elif not value:
             raise _invalid(f"store URL parameter {name} is empty")
+
+
+def _open_postgres(url: str, clock: Clock) -> Store:
+    """``postgresql://user[:password]@host[:port]/database``; the database owns the clock."""
+    parts = urlsplit(url)
+    _check_port(url, "postgresql")
+    if not parts.hostname or parts.fragment or not _PG_DATABASE_RE.fullmatch(parts.path):
+        raise _invalid(
+            "postgresql store URL needs a host and a database, "
+            "e.g. postgresql://keyproof@db.internal:5432/keyproof"
+        )
+    allowed = {"schema", "max_connections", "sslmode"} | _PG_FLOAT_OPTIONS | _PG_TLS_OPTIONS
+    options = _query(parts.query, frozenset(allowed))
+    try:
+        from keyproof.stores import _postgres_schema, postgres
+    except ImportError:
+        raise _invalid("the postgresql store needs pip install 'keyproof[postgres]'") from None
+    schema = options.pop("schema", postgres.DEFAULT_SCHEMA)
+    if not _postgres_schema.SCHEMA_PATTERN.fullmatch(schema):
+        raise _invalid("postgresql schema must be 1-63 of a-z 0-9 _, not starting with pg_")
+    seconds = {
+        name: postgres.DEFAULT_TIMEOUT if raw is None else _positive_float(name, raw)
+        for name, raw in ((name, options.pop(name, None)) for name in _PG_FLOAT_OPTIONS)
+    }
+    size = options.pop("max_connections", None)
+    max_connections = (
+        postgres.DEFAULT_MAX_CONNECTIONS if size is None else _positive_int("max_connections", size)
+    )
+    if options.get("sslmode", "prefer") not in _PG_SSLMODES:
+        raise _invalid("postgresql store URL parameter sslmode is not a libpq sslmode")
+    if not all(options.values()):
+        raise _invalid("postgresql store URL has an empty parameter")
+    return postgres.PostgresStore(
+        urlunsplit(parts._replace(query=urlencode(options), fragment="")),
+        schema=schema,
+        max_connections=max_connections,
+        pool_timeout=seconds["pool_timeout"],
+        connect_timeout=seconds["connect_timeout"],
+        command_timeout=seconds["command_timeout"],
+    )
+
+
+def _check_port(url: str, backend: str) -> None:
+    try:
+        urlsplit(url).port  # noqa: B018 -- the property raises ValueError when out of range
+    except ValueError:
+        raise _invalid(f"{backend} store URL has an invalid port") from None

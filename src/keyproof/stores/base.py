@@ -43,6 +43,22 @@ class Store(abc.ABC):
     counter reads back through :meth:`get` and :meth:`take` as ASCII decimal bytes.
     """
 
+    async def open(self) -> None:  # noqa: B027 -- optional: most backends need nothing
+        """Prepare the backend before the first request (connect, migrate its schema).
+
+        Optional: every operation prepares the backend on first use too. Raises
+        ``Unavailable`` if it cannot be reached, ``ConfigurationError`` if it can never
+        be used by this version. Idempotent.
+        """
+
+    async def migrate(self) -> tuple[int, int] | None:
+        """Apply the schema's forward migrations now; its version before and after.
+
+        None for a backend without a versioned schema (it is only opened).
+        """
+        await self.open()
+        return None
+
     @abc.abstractmethod
     async def add(self, kind: Kind, key: str, value: bytes, ttl: float) -> bool:
         """Insert if absent (or expired). True if inserted, False if a live entry exists."""
