@@ -84,9 +84,9 @@ CASES: dict[str, tuple[Callable[[Path], tuple[Path, list[str]]], str, str]] = {
         "cannot be created: Not a directory",
     ),
     "store_url_of_an_unknown_scheme": (
-        lambda tmp: (tmp / "data", ["--store", "postgres://x"]),
+        lambda tmp: (tmp / "data", ["--store", "mysql://x"]),
         "invalid_setting",
-        "store postgres://x: store URL scheme must be one of",
+        "store mysql://x: store URL scheme must be one of",
     ),
     "redis_port_out_of_range": (
         lambda tmp: (tmp / "data", ["--store", "redis://127.0.0.1:99999/0"]),
