@@ -19,8 +19,15 @@ document (:class:`KeyproofBearer` is imported on use, so FastAPI stays optional)
 :func:`error_response` and :func:`read_json_object` give a resource server keyproof's
 error shape and bounded JSON bodies.
 
-Only the ``Authorization: Bearer`` header is read; a token in the query string is
-refused. Keys come only from ``jwks_url``: fetched once, cached for ``max_age``,
+Only the ``Authorization`` header is read; a token in the query string is refused. A
+token bound to a DPoP key (``cnf.jkt``, RFC 9449) is accepted only as ``Authorization:
+DPoP <token>`` with a ``DPoP`` proof of that key for this request (method, URL, a hash of
+the token, a ``jti`` used once in ``dpop_replay_store``: replicas should share one);
+``public_url`` names the URL clients sign when a proxy sits in front. A token without
+``cnf`` is accepted only with the ``Bearer`` scheme. Refusals of a ``DPoP`` request use
+the ``DPoP`` challenge (RFC 9449 §7.1).
+
+Keys come only from ``jwks_url``: fetched once, cached for ``max_age``,
 refreshed when a token names an unknown ``kid`` at most once per ``refresh_cooldown``;
 while no fetch has succeeded yet, requests fail closed and a new fetch is tried at most
 once per ``refresh_cooldown`` too. The token header never chooses a key source (``jku``,
@@ -62,7 +69,6 @@ from keyproof._time import Clock
 from keyproof.dpop import DPOP_ALGORITHMS, ProofReplayCache, check_sender
 from keyproof.errors import (
     ConfigurationError,
-    DPoPNonceRequired,
     DPoPProofInvalid,
     InsufficientScope,
     InvalidRequest,
@@ -340,15 +346,15 @@ def www_authenticate(
         params = {"error": error.oauth_error, "error_description": error.description}
         if isinstance(error, InvalidRequest):
             params = {"error": "invalid_request"}
-    if scheme == "DPoP" or isinstance(error, DPoPProofInvalid | DPoPNonceRequired):
+    if scheme == "DPoP" or isinstance(error, DPoPProofInvalid):
         scheme, params = "DPoP", {**params, "algs": _DPOP_ALGS}
     quoted = ", ".join(f'{k}="{UNSAFE_IN_QUOTES.sub("", v)}"' for k, v in params.items())
     return f"{scheme} {quoted}" if quoted else scheme
 
 
 def _refusal_status(error: KeyproofError) -> int:
-    """A resource server answers a bad or nonce-less DPoP proof ``401`` (RFC 9449 §7.1)."""
-    return 401 if isinstance(error, DPoPProofInvalid | DPoPNonceRequired) else error.status
+    """A resource server answers a bad DPoP proof ``401`` (RFC 9449 §7.1)."""
+    return 401 if isinstance(error, DPoPProofInvalid) else error.status
 
 
 def _bearer_response(

@@ -396,13 +396,14 @@ class Service:
         """The request's DPoP proof, checked and used up; None for a bearer sign-in,
         which is refused when the sign-in is key-bound or a scope needs DPoP."""
         if dpop_proof is None:
+            policy = self._config.policy
             asked = signed & set(binding.scopes)
-            if binding.dpop_jkt is not None or self._config.policy.needs_dpop(asked):
-                needs = "this sign-in" if binding.dpop_jkt else " ".join(sorted(asked)) or "this"
-                raise DPoPProofInvalid(
-                    "invalid_dpop_proof", f"a DPoP proof is required for {needs}"
-                )
-            return None
+            if binding.dpop_jkt is None and not policy.needs_dpop(asked):
+                return None
+            what = " ".join(sorted(asked & policy.dpop_scopes)) or "every token"
+            if binding.dpop_jkt is not None:
+                what = "a sign-in bound to a DPoP key"
+            raise DPoPProofInvalid("invalid_dpop_proof", f"a DPoP proof is required for {what}")
         proof = self._dpop.verify(dpop_proof, jkt=binding.dpop_jkt)
         await self._dpop.use(proof)
         return proof
