@@ -100,7 +100,8 @@ def test_answers_to_a_listed_origin_expose_the_error_headers(client: TestClient)
     assert response.json()["reason"] == "invalid_account"  # readable by the page
     assert response.headers["access-control-allow-origin"] == APP
     exposed = response.headers["access-control-expose-headers"].split(", ")
-    assert {"WWW-Authenticate", "Retry-After"} <= set(exposed)
+    # DPoP-Nonce: a browser's DPoP client must read the server's nonce (RFC 9449 §8).
+    assert {"WWW-Authenticate", "Retry-After", "DPoP-Nonce"} <= set(exposed)
     assert "access-control-allow-credentials" not in response.headers
     assert "Origin" in response.headers["vary"]
 
