@@ -194,3 +194,17 @@ async def test_refresh_tokens_are_stored_hashed(issuer: Issuer):
 
 def _values(store: MemoryStore) -> list[tuple[bytes, float]]:
     return [(v, t) for v, t in store._entries.values() if isinstance(v, bytes)]
+
+
+async def test_refreshes_are_audited_without_their_tokens(issuer: Issuer):
+    import json
+
+    key, first = await signed_in(issuer)
+    second = (await issuer.refresh(first["refresh_token"], key)).json()
+    await issuer.refresh(first["refresh_token"], key)
+    text = (issuer.settings.data_dir / "audit.jsonl").read_text()
+    lines = [json.loads(line) for line in text.splitlines()]
+    refreshes = [(line["outcome"], line["code"]) for line in lines if line["event"] == "refresh"]
+    assert refreshes == [("success", None), ("refused", "refresh_token_reused")]
+    for secret in (first["refresh_token"], second["refresh_token"], second["access_token"]):
+        assert secret not in text
