@@ -29,6 +29,7 @@ from test_guard import (
     bearer,
     guard_env,
 )
+from test_token_attacks import EXPECT, Attack
 from wallets import DPoPKey
 
 RS = "http://rs.test"
@@ -231,13 +232,6 @@ async def test_fastapi_dependency_checks_the_dpop_proof(env: GuardEnv):
 
 # --- the issuer as a resource server: actions and introspection --------------------------
 
-EXPECT = {
-    "service": "Acme Escrow",
-    "audience": AUDIENCE,
-    "type": "escrow.release",
-    "object": "escrow-42",
-    "scope": "escrow:release",
-}
 BACKEND_URL = "https://escrow.example/release/escrow-42"
 
 
@@ -305,7 +299,5 @@ async def test_introspection_of_a_dpop_token_names_its_type_and_key(env: GuardEn
 async def test_token_with_a_confirmation_no_verifier_understands_is_refused(
     env: GuardEnv, rs: httpx.AsyncClient, cnf: Any
 ):
-    from test_token_attacks import Attack
-
     attack = Attack(env, rs)
     await attack.refused(attack.signed(claims=attack.claims(cnf=cnf)))
