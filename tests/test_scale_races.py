@@ -145,6 +145,25 @@ async def refresh_rounds(client: httpx.AsyncClient, urls: list[str]) -> None:
                 headers={"DPoP": key.proof("POST", token_url, now=int(time.time()))},
             )
             assert late.json()["reason"] == "session_revoked", late.text
+    await revoked_on_one_ended_on_both(client, urls)
+
+
+async def revoked_on_one_ended_on_both(client: httpx.AsyncClient, urls: list[str]) -> None:
+    """``/v1/revoke`` of a refresh token at one replica ends the session at the other."""
+    token_url = f"{PUBLIC_URI}/v1/token"
+    wallet, key = EthWallet.create(), DPoPKey("Ed25519")
+    issued = await client.post(f"{urls[0]}/v1/challenge", json={"account": wallet.caip10()})
+    message = issued.json()["message"]
+    signed = {"message": message, "signature": wallet.sign(message)}
+    proof = key.proof("POST", token_url, now=int(time.time()))
+    session = await client.post(f"{urls[0]}/v1/token", json=signed, headers={"DPoP": proof})
+    refresh_token = session.json()["refresh_token"]
+    revoked = await client.post(f"{urls[1]}/v1/revoke", data={"token": refresh_token})
+    assert revoked.status_code == 200, revoked.text
+    form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+    proof = key.proof("POST", token_url, now=int(time.time()))
+    late = await client.post(f"{urls[0]}/v1/token", data=form, headers={"DPoP": proof})
+    assert late.json()["reason"] == "refresh_token_invalid", late.text
 
 
 async def race(urls: list[str]) -> None:
