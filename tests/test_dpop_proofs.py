@@ -4,6 +4,7 @@ test per way a proof can be wrong."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import secrets
 from typing import Any
@@ -12,6 +13,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from keyproof import jose
 from keyproof.dpop import (
@@ -255,3 +258,37 @@ async def test_proof_replay_is_refused_on_every_replica_sharing_the_store(clock:
 def test_access_token_hash_matches_rfc_9449_example():
     token = "Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU"
     assert access_token_hash(token) == "fUHyO2r2Z3DZ53EsNrWBb0xWXoaNy59IiKCAqksmQEo"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(max_size=600)
+    | st.from_regex(
+        r"[A-Za-z0-9_-]{0,60}\.[A-Za-z0-9_-]{0,60}\.[A-Za-z0-9_-]{0,90}", fullmatch=True
+    )
+)
+def test_any_text_as_a_proof_is_invalid_dpop_proof_and_nothing_else(text: str):
+    with pytest.raises(DPoPProofInvalid):
+        verify(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    header=st.dictionaries(
+        st.sampled_from(["typ", "alg", "jwk", "crit", "kid"]),
+        st.none()
+        | st.integers()
+        | st.text(max_size=20)
+        | st.dictionaries(st.text(max_size=4), st.text(max_size=50), max_size=4),
+        max_size=5,
+    )
+)
+def test_any_header_on_a_real_signature_is_refused_or_accepted_never_crashes(
+    header: dict[str, Any],
+):
+    holder = Holder("Ed25519")
+    head = {"alg": "Ed25519", "typ": "dpop+jwt", "jwk": holder.public_jwk, **header}
+    signing_input = f"{b64(json.dumps(head).encode())}.{b64(json.dumps(holder.claims()).encode())}"
+    proof = f"{signing_input}.{b64(holder.private.sign(signing_input.encode()))}"
+    with contextlib.suppress(DPoPProofInvalid):  # anything else fails the test
+        assert verify(proof).jkt == holder.jkt

@@ -149,6 +149,13 @@ async def test_other_algorithms_with_a_real_eddsa_signature(attack: Attack, alg:
     await attack.refused(attack.signed(attack.header(alg=alg)))
 
 
+@pytest.mark.parametrize(
+    "alg", [{}, ["Ed25519"], 1, None], ids=["object", "array", "number", "null"]
+)
+async def test_alg_that_is_not_a_string_is_refused_not_a_crash(attack: Attack, alg: Any):
+    await attack.refused(attack.signed(attack.header(alg=alg) | {"alg": alg}))
+
+
 @pytest.mark.parametrize("alg", ["Ed25519", "EdDSA"])
 async def test_rfc_9864_name_and_its_deprecated_name_are_both_accepted(attack: Attack, alg: str):
     await attack.accepted(attack.signed(attack.header(alg=alg)))

@@ -95,6 +95,8 @@ def parse_compact(text: str, *, max_length: int) -> CompactJWS:
 def verify_signature(jws: CompactJWS, key: PublicKey) -> None:
     """Raise :class:`JoseError` unless ``key`` made ``jws`` with an algorithm it allows."""
     alg = jws.header.get("alg")
+    if not isinstance(alg, str):  # an object or array would not even hash
+        raise JoseError("alg must be a string")
     if isinstance(key, Ed25519PublicKey) and alg in ED25519_ALGORITHMS:
         _verify_ed25519(key, jws.signature, jws.signing_input)
     elif isinstance(key, ec.EllipticCurvePublicKey) and alg == "ES256":

@@ -60,7 +60,8 @@ def _invalid(description: str) -> TokenInvalid:
 def _checked_header(
     header: Mapping[str, Any], keys: Mapping[str, Ed25519PublicKey]
 ) -> Ed25519PublicKey:
-    if header.get("alg") not in jose.ED25519_ALGORITHMS:
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in jose.ED25519_ALGORITHMS:
         raise _invalid("algorithm not allowed")
     if header.get("typ") != ACCESS_TOKEN_TYPE:
         raise _invalid("not an access token (typ)")
