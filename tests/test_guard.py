@@ -478,6 +478,8 @@ def test_parse_jwks_keeps_only_ed25519_signing_keys():
             {**good, "kid": "rsa", "kty": "RSA"},
             {**good, "kid": "enc", "use": "enc"},
             {**good, "kid": "es", "alg": "ES256"},
+            {**good, "kid": "alg-object", "alg": {"name": "Ed25519"}},
+            {**good, "kid": "alg-list", "alg": ["Ed25519"]},
             {**good, "kid": "short", "x": good["x"][:-2]},
             {**good, "kid": "padded", "x": good["x"] + "="},
             {**good, "kid": "../../etc/passwd"},
@@ -485,6 +487,9 @@ def test_parse_jwks_keeps_only_ed25519_signing_keys():
         ]
     }
     assert list(parse_jwks(document)) == [good["kid"]]
+    older = {**good, "kid": "older", "alg": "EdDSA"}  # RFC 9864's deprecated name
+    bare = {k: v for k, v in good.items() if k != "alg"} | {"kid": "bare"}
+    assert list(parse_jwks({"keys": [good, older, bare]})) == [good["kid"], "older", "bare"]
     for bad in ([], {"keys": "x"}, None):
         with pytest.raises(ValueError, match="JWKS"):
             parse_jwks(bad)

@@ -107,7 +107,8 @@ def _ed25519_jwk(jwk: Any) -> tuple[str, Ed25519PublicKey] | None:
     if not isinstance(jwk, dict) or (jwk.get("kty"), jwk.get("crv")) != ("OKP", "Ed25519"):
         return None
     kid, x = jwk.get("kid"), jwk.get("x")
-    if jwk.get("alg", "Ed25519") not in ED25519_ALGORITHMS or jwk.get("use", "sig") != "sig":
+    alg = jwk.get("alg", "Ed25519")
+    if not isinstance(alg, str) or alg not in ED25519_ALGORITHMS or jwk.get("use", "sig") != "sig":
         return None
     if not isinstance(kid, str) or not KID_PATTERN.fullmatch(kid) or not isinstance(x, str):
         return None
