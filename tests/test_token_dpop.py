@@ -203,8 +203,9 @@ async def test_with_nonces_a_proof_without_the_nonce_gets_use_dpop_nonce_then_su
         assert await issuer.store.count(Kind.COUNTER) == counters
         assert first.json()["error"] == "use_dpop_nonce"
         nonce = first.headers["dpop-nonce"]
-        wrong = await issuer.redeem(wallet, message, key, nonce="A" * 24)
-        assert reason(wrong) == (400, "use_dpop_nonce")
+        for wrong_nonce in ("A" * 24, "é", "", nonce + "x"):
+            wrong = await issuer.redeem(wallet, message, key, nonce=wrong_nonce)
+            assert reason(wrong) == (400, "use_dpop_nonce"), wrong_nonce
         retried = await issuer.redeem(wallet, message, key, nonce=nonce)
         assert retried.status_code == 200, retried.text
         assert retried.headers["dpop-nonce"] == nonce

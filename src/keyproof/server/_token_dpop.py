@@ -65,7 +65,9 @@ class DPoPNonces:
         valid = (
             self._nonce(key, b) for key in self._keys.current().keys for b in (bucket, bucket - 1)
         )
-        if nonce is None or not any(hmac.compare_digest(nonce, v) for v in valid):
+        # Bytes: compare_digest refuses str with non-ASCII characters, which a proof may hold.
+        given = None if nonce is None else nonce.encode("utf-8", "surrogatepass")
+        if given is None or not any(hmac.compare_digest(given, v.encode()) for v in valid):
             raise DPoPNonceRequired(
                 "use_dpop_nonce", "resend the DPoP proof with the DPoP-Nonce given", nonce=current
             )
