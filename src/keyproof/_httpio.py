@@ -31,6 +31,7 @@ __all__ = [
     "dpop_proof",
     "error_body",
     "error_response",
+    "is_form",
     "json_response",
     "read_form_or_json",
     "read_json_object",
@@ -100,6 +101,11 @@ async def read_form_or_json(request: Request, max_bytes: int) -> dict[str, Any]:
     if len(form) != len(pairs):
         raise InvalidRequest("invalid_field", "a form parameter is repeated")
     return form
+
+
+def is_form(request: Request) -> bool:
+    """Whether the body is ``application/x-www-form-urlencoded`` (an RFC 6749 request)."""
+    return _media_type(request) == FORM
 
 
 def _media_type(request: Request) -> str:

@@ -19,6 +19,7 @@ from keyproof._httpio import (
     access_credentials,
     dpop_proof,
     error_response,
+    is_form,
     json_response,
     read_form_or_json,
     read_json_object,
@@ -142,7 +143,7 @@ class Endpoints:
     async def token(self, request: Request) -> Response:
         """Both grants, as JSON or as an RFC 6749 form; a ``DPoP`` header binds the token."""
         body = await read_form_or_json(request, self.settings.max_body_bytes)
-        grant = _grant_type(body, form=_is_form(request))
+        grant = _grant_type(body, form=is_form(request))
         proof = dpop_proof(request)
         service = self.components.service
         client_ip = self.client_ip(request.scope)
@@ -262,11 +263,6 @@ def _required(body: dict[str, Any], name: str) -> str:
     if value is None:  # unreachable: string_field raises for a required member
         raise InvalidRequest("missing_field", f"{name} is required")
     return value
-
-
-def _is_form(request: Request) -> bool:
-    content_type = request.headers.get("content-type", "")
-    return content_type.split(";", 1)[0].strip().lower() == "application/x-www-form-urlencoded"
 
 
 def _grant_type(body: dict[str, Any], *, form: bool) -> str:
