@@ -84,9 +84,14 @@ CASES: dict[str, tuple[Callable[[Path], tuple[Path, list[str]]], str, str]] = {
         "cannot be created: Not a directory",
     ),
     "store_url_of_an_unknown_scheme": (
-        lambda tmp: (tmp / "data", ["--store", "mysql://x"]),
+        lambda tmp: (tmp / "data", ["--store", "mongodb://x"]),
         "invalid_setting",
-        "store mysql://x: store URL scheme must be one of",
+        "store mongodb://x: store URL scheme must be one of",
+    ),
+    "postgres_store_url_without_a_database": (
+        lambda tmp: (tmp / "data", ["--store", "postgres://x"]),
+        "invalid_setting",
+        "store postgres://x: postgresql store URL needs a host and a database",
     ),
     "redis_port_out_of_range": (
         lambda tmp: (tmp / "data", ["--store", "redis://127.0.0.1:99999/0"]),
