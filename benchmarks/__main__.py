@@ -201,7 +201,13 @@ def _contract_check_case(calls: int, rounds: int) -> dict[str, Any]:
 
 
 def _token_case(calls: int, rounds: int) -> dict[str, Any]:
+    import contextlib
+
     import jwt
+    from jwt.algorithms import OKPAlgorithm
+
+    with contextlib.suppress(ValueError):  # PyJWT knows RFC 9864's name once registered
+        jwt.register_algorithm("Ed25519", OKPAlgorithm())
 
     keys = KeySet([SigningKey.generate(int(time.time()))])
     now = int(time.time())
@@ -225,7 +231,7 @@ def _token_case(calls: int, rounds: int) -> dict[str, Any]:
 
     def baseline() -> object:
         return jwt.decode(
-            token, key, algorithms=["EdDSA"], audience="https://a", issuer="https://i"
+            token, key, algorithms=["Ed25519"], audience="https://a", issuer="https://i"
         )
 
     return compare(

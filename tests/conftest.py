@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
+import jwt
 import pytest
+from jwt.algorithms import OKPAlgorithm
 
 from keyproof.server.components import build_service
 from keyproof.server.config import Settings
@@ -52,6 +57,31 @@ async def service(settings: Settings, keyset: KeySet, clock: FrozenClock) -> Asy
     store = MemoryStore(clock=clock)
     yield build_service(settings, store, keyset, clock)
     await store.close()
+
+
+# --- PyJWT as a third-party verifier ----------------------------------------------------
+
+
+def pyjwt_claims(token: str, jwks_uri: str, *, audience: str, issuer: str) -> dict[str, Any]:
+    """Verify a keyproof token with PyJWT alone, as the README tells its users to.
+
+    PyJWT knows RFC 9864's ``Ed25519`` only once registered, and its ``PyJWKClient``
+    skips JWKS keys whose ``alg`` it does not know: the key is read with
+    ``OKPAlgorithm.from_jwk``.
+    """
+    with contextlib.suppress(ValueError):  # registered once per process
+        jwt.register_algorithm("Ed25519", OKPAlgorithm())
+    kid = jwt.get_unverified_header(token)["kid"]
+    jwk = next(k for k in httpx.get(jwks_uri).json()["keys"] if k["kid"] == kid)
+    claims: dict[str, Any] = jwt.decode(
+        token,
+        OKPAlgorithm.from_jwk(jwk),
+        algorithms=["Ed25519"],
+        audience=audience,
+        issuer=issuer,
+        options={"require": ["exp", "iat", "nbf", "sub", "jti"]},
+    )
+    return claims
 
 
 # --- log hygiene: nothing secret may ever be logged -------------------------------------

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from starlette.requests import Request
 from starlette.testclient import TestClient
 
-from keyproof._httpio import bearer_token
+from keyproof._httpio import access_credentials
 from keyproof.actions import (
     ACTION_CONTEXT,
     ACTION_TYPES,
@@ -510,28 +510,31 @@ def test_parse_never_raises_anything_but_keyproof_errors(value: Any):
 
 
 @pytest.mark.parametrize(
-    ("header", "token"),
+    ("header", "credentials"),
     [
-        ("Bearer abc.def.ghi", "abc.def.ghi"),
-        ("bearer abc", "abc"),
-        ("Bearer  abc", "abc"),  # RFC 6750 §2.1: "Bearer" 1*SP b64token
-        ("Bearer a b", "a b"),  # the verifier refuses it as a token
+        ("Bearer abc.def.ghi", ("Bearer", "abc.def.ghi")),
+        ("bearer abc", ("Bearer", "abc")),
+        ("Bearer  abc", ("Bearer", "abc")),  # RFC 6750 §2.1: "Bearer" 1*SP b64token
+        ("Bearer a b", ("Bearer", "a b")),  # the verifier refuses it as a token
+        ("DPoP abc.def.ghi", ("DPoP", "abc.def.ghi")),  # RFC 9449 §7.1
+        ("dpop abc", ("DPoP", "abc")),
         (None, None),
         ("Basic abc", None),
     ],
 )
-def test_bearer_token_header(header: str | None, token: str | None):
+def test_authorization_header(header: str | None, credentials: tuple[str, str] | None):
     headers = {} if header is None else {"authorization": header}
-    assert bearer_token(Request(http_scope(headers))) == token
+    found = access_credentials(Request(http_scope(headers)))
+    assert (found and (found.scheme, found.token)) == credentials
 
 
 @pytest.mark.parametrize(
     "header",
-    ["Bearer", "Bearer   ", "Bearer " + "a" * 9000],
+    ["Bearer", "Bearer   ", "Bearer " + "a" * 9000, "DPoP", "DPoP  "],
 )
 def test_malformed_bearer_header_is_invalid_request(header: str):
     with pytest.raises(InvalidRequest):
-        bearer_token(Request(http_scope({"authorization": header})))
+        access_credentials(Request(http_scope({"authorization": header})))
 
 
 def http_scope(headers: dict[str, str]) -> dict[str, Any]:

@@ -74,7 +74,7 @@ def test_preflight_from_a_listed_origin_is_answered(client: TestClient, path: st
     assert cors_headers(response.headers) == {
         "access-control-allow-origin": SHOP,
         "access-control-allow-methods": method,
-        "access-control-allow-headers": "Content-Type",
+        "access-control-allow-headers": "Content-Type, DPoP",
         "access-control-max-age": "600",
     }
     assert response.headers["vary"] == "Origin"
@@ -100,7 +100,8 @@ def test_answers_to_a_listed_origin_expose_the_error_headers(client: TestClient)
     assert response.json()["reason"] == "invalid_account"  # readable by the page
     assert response.headers["access-control-allow-origin"] == APP
     exposed = response.headers["access-control-expose-headers"].split(", ")
-    assert {"WWW-Authenticate", "Retry-After"} <= set(exposed)
+    # DPoP-Nonce: a browser's DPoP client must read the server's nonce (RFC 9449 §8).
+    assert {"WWW-Authenticate", "Retry-After", "DPoP-Nonce"} <= set(exposed)
     assert "access-control-allow-credentials" not in response.headers
     assert "Origin" in response.headers["vary"]
 

@@ -12,6 +12,7 @@ import pytest
 
 from keyproof.testing import KeyproofServer
 
+from conftest import pyjwt_claims
 from wallets import EthWallet
 
 
@@ -54,15 +55,9 @@ def test_ethereum_wallet_gets_token_that_pyjwt_verifies(tmp_path: Path, server_l
         body = response.json()
         assert body["token_type"] == "Bearer"
         metadata = httpx.get(f"{server.url}/.well-known/oauth-authorization-server").json()
-        jwks = jwt.PyJWKClient(metadata["jwks_uri"])
         token = body["access_token"]
-        claims = jwt.decode(
-            token,
-            jwks.get_signing_key_from_jwt(token).key,
-            algorithms=["EdDSA"],
-            audience=server.url,
-            issuer=metadata["issuer"],
-            options={"require": ["exp", "iat", "nbf", "sub", "jti"]},
+        claims = pyjwt_claims(
+            token, metadata["jwks_uri"], audience=server.url, issuer=metadata["issuer"]
         )
         assert jwt.get_unverified_header(token)["typ"] == "at+jwt"
         assert claims["sub"] == wallet.caip10()

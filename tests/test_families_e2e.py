@@ -6,14 +6,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
-import jwt
 import pytest
 
 from keyproof.crypto.encoding import encode_base58
 from keyproof.messages import siws
 from keyproof.testing import KeyproofServer
 
-from conftest import SERVER_LOGS
+from conftest import SERVER_LOGS, pyjwt_claims
 from wallets import AgentEd25519Wallet, AgentSecp256k1Wallet, EthWallet, SolanaWallet
 
 
@@ -41,16 +40,7 @@ def login(
 
 def verified_claims(server: KeyproofServer, token: str) -> dict[str, object]:
     metadata = httpx.get(f"{server.url}/.well-known/oauth-authorization-server").json()
-    key = jwt.PyJWKClient(metadata["jwks_uri"]).get_signing_key_from_jwt(token).key
-    claims: dict[str, object] = jwt.decode(
-        token,
-        key,
-        algorithms=["EdDSA"],
-        audience=server.url,
-        issuer=metadata["issuer"],
-        options={"require": ["exp", "iat", "nbf", "sub", "jti"]},
-    )
-    return claims
+    return pyjwt_claims(token, metadata["jwks_uri"], audience=server.url, issuer=metadata["issuer"])
 
 
 def test_solana_wallet_signs_in_end_to_end(server: KeyproofServer) -> None:

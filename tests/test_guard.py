@@ -257,7 +257,8 @@ async def test_require_scope_lists_every_required_scope(env: GuardEnv, rs: httpx
 async def test_require_scope_without_token_is_401_bearer(rs: httpx.AsyncClient):
     response = await rs.post("/release")
     assert response.status_code == 401
-    assert response.headers["www-authenticate"] == "Bearer"
+    # Both schemes are offered (RFC 6750 §3.1, RFC 9449 §7.1), with no error code.
+    assert response.headers["www-authenticate"] == 'Bearer, DPoP algs="ES256 Ed25519 EdDSA"'
 
 
 async def test_invalid_token_is_401_invalid_token(env: GuardEnv, rs: httpx.AsyncClient):
@@ -477,6 +478,8 @@ def test_parse_jwks_keeps_only_ed25519_signing_keys():
             {**good, "kid": "rsa", "kty": "RSA"},
             {**good, "kid": "enc", "use": "enc"},
             {**good, "kid": "es", "alg": "ES256"},
+            {**good, "kid": "alg-object", "alg": {"name": "Ed25519"}},
+            {**good, "kid": "alg-list", "alg": ["Ed25519"]},
             {**good, "kid": "short", "x": good["x"][:-2]},
             {**good, "kid": "padded", "x": good["x"] + "="},
             {**good, "kid": "../../etc/passwd"},
@@ -484,6 +487,9 @@ def test_parse_jwks_keeps_only_ed25519_signing_keys():
         ]
     }
     assert list(parse_jwks(document)) == [good["kid"]]
+    older = {**good, "kid": "older", "alg": "EdDSA"}  # RFC 9864's deprecated name
+    bare = {k: v for k, v in good.items() if k != "alg"} | {"kid": "bare"}
+    assert list(parse_jwks({"keys": [good, older, bare]})) == [good["kid"], "older", "bare"]
     for bad in ([], {"keys": "x"}, None):
         with pytest.raises(ValueError, match="JWKS"):
             parse_jwks(bad)

@@ -20,6 +20,8 @@ from keyproof.guard import KeyproofBackend, KeyproofBearer, KeyproofUser, on_err
 from conftest import FrozenClock
 from test_guard import AUDIENCE, ISSUER, JWKS_URL, SUBJECT, GuardEnv, bearer, guard_env
 
+NO_CREDENTIALS = 'Bearer, DPoP algs="ES256 Ed25519 EdDSA"'
+
 
 @pytest.fixture
 async def env(tmp_path: Path, clock: FrozenClock) -> AsyncIterator[GuardEnv]:
@@ -106,7 +108,7 @@ async def test_security_dependency_refuses_a_missing_scope(env: GuardEnv, api: h
 async def test_security_dependency_without_a_token_is_401_bearer(api: httpx.AsyncClient):
     response = await api.get("/escrows/7")
     assert response.status_code == 401
-    assert response.headers["www-authenticate"] == "Bearer"
+    assert response.headers["www-authenticate"] == NO_CREDENTIALS
 
 
 async def test_security_dependency_refuses_a_forged_token(env: GuardEnv, api: httpx.AsyncClient):
@@ -135,7 +137,7 @@ async def test_require_scope_on_an_endpoint_without_a_request(
     assert refused.status_code == 403
     assert 'scope="escrow:release"' in refused.headers["www-authenticate"]
     anonymous = await decorated.get("/decorated/9")
-    assert (anonymous.status_code, anonymous.headers["www-authenticate"]) == (401, "Bearer")
+    assert (anonymous.status_code, anonymous.headers["www-authenticate"]) == (401, NO_CREDENTIALS)
     synchronous = await decorated.get("/decorated-sync?limit=5", headers=bearer(env.mint()))
     assert (synchronous.status_code, synchronous.json()) == (200, {"limit": 5})
 

@@ -124,10 +124,15 @@ def _signing_wallet(wallet: EthWallet, chain: _Chain) -> Iterator[None]:
             return
         if case.operation.label == "POST /v1/challenge":
             body["account"] = wallet.caip10()
+            body.pop("dpop_jkt", None)  # a key-bound sign-in needs a proof nobody makes here
         elif case.operation.label == "POST /v1/token":
             message = body.get("message")
             if isinstance(message, str) and wallet.address in message:
                 body["signature"] = wallet.sign(message)
+                body["grant_type"] = "urn:keyproof:grant-type:signed-challenge"
+                for headers in (case.headers, kwargs.get("headers")):
+                    if headers:
+                        headers.pop("DPoP", None)
 
     def after_call(ctx: Any, case: Any, response: Any) -> None:
         if _stateful(case):

@@ -1,8 +1,9 @@
 """Two keyproof processes sharing one store give the guarantees of one.
 
-Each round sends 50 concurrent copies of one signed message (or one signed action)
-spread across both processes: exactly one is accepted, every other is refused as a
-replay. Replicas behind a load balancer share their public URI, so both processes
+Each round sends 50 concurrent copies of one signed message (or one signed action, or
+one refresh token, each with its own DPoP proof) spread across both processes: exactly
+one is accepted, every other is refused as a replay (a reused refresh token also ends
+its session, on both). Replicas behind a load balancer share their public URI, so both processes
 are started with the same ``--uri``/``--domain`` and the same signing-key file.
 """
 
@@ -22,13 +23,15 @@ import pytest
 import redis
 
 from keyproof.actions import Action
+from keyproof.server.config import Settings
 from keyproof.stores._postgres_schema import DURABLE, EPHEMERAL
 from keyproof.testing import KeyproofServer
 
 from postgres_server import run_async, with_schema
-from wallets import EthWallet
+from wallets import DPoPKey, EthWallet
 
 ROUNDS = 100
+REFRESH_ROUNDS = 5
 CONCURRENCY = 50
 PUBLIC_URI = "https://auth.keyproof.test"
 SERVICE = "Acme Escrow"
@@ -105,12 +108,71 @@ async def action_rounds(client: httpx.AsyncClient, urls: list[str], wallet: EthW
         assert set(reasons) - {None} == {"action_replayed"}
 
 
+async def refresh_rounds(client: httpx.AsyncClient, urls: list[str]) -> None:
+    token_url = f"{PUBLIC_URI}/v1/token"  # what the metadata names, whatever replica answers
+    for round_no in range(REFRESH_ROUNDS):
+        wallet, key = EthWallet.create(), DPoPKey()
+        issued = await client.post(f"{urls[0]}/v1/challenge", json={"account": wallet.caip10()})
+        message = issued.json()["message"]
+        signed = {"message": message, "signature": wallet.sign(message)}
+        proof = key.proof("POST", token_url, now=int(time.time()))
+        first = await client.post(f"{urls[1]}/v1/token", json=signed, headers={"DPoP": proof})
+        assert first.status_code == 200, first.text
+        # The same proof at the other replica is a replay.
+        form = {"grant_type": "refresh_token", "refresh_token": first.json()["refresh_token"]}
+        replayed = await client.post(f"{urls[0]}/v1/token", data=form, headers={"DPoP": proof})
+        assert replayed.json()["reason"] == "invalid_dpop_proof", replayed.text
+        responses = await asyncio.gather(
+            *(
+                client.post(
+                    f"{urls[i % 2]}/v1/token",
+                    data=form,
+                    headers={"DPoP": key.proof("POST", token_url, now=int(time.time()))},
+                )
+                for i in range(CONCURRENCY)
+            )
+        )
+        statuses = [r.status_code for r in responses]
+        assert statuses.count(200) == 1, (round_no, statuses)
+        reasons = {r.json()["reason"] for r in responses if r.status_code != 200}
+        assert reasons == {"refresh_token_reused"}, reasons
+        winner = next(r for r in responses if r.status_code == 200).json()["refresh_token"]
+        form["refresh_token"] = winner
+        for url in urls:  # the session ended on both replicas
+            late = await client.post(
+                f"{url}/v1/token",
+                data=form,
+                headers={"DPoP": key.proof("POST", token_url, now=int(time.time()))},
+            )
+            assert late.json()["reason"] == "session_revoked", late.text
+    await revoked_on_one_ended_on_both(client, urls)
+
+
+async def revoked_on_one_ended_on_both(client: httpx.AsyncClient, urls: list[str]) -> None:
+    """``/v1/revoke`` of a refresh token at one replica ends the session at the other."""
+    token_url = f"{PUBLIC_URI}/v1/token"
+    wallet, key = EthWallet.create(), DPoPKey("Ed25519")
+    issued = await client.post(f"{urls[0]}/v1/challenge", json={"account": wallet.caip10()})
+    message = issued.json()["message"]
+    signed = {"message": message, "signature": wallet.sign(message)}
+    proof = key.proof("POST", token_url, now=int(time.time()))
+    session = await client.post(f"{urls[0]}/v1/token", json=signed, headers={"DPoP": proof})
+    refresh_token = session.json()["refresh_token"]
+    revoked = await client.post(f"{urls[1]}/v1/revoke", data={"token": refresh_token})
+    assert revoked.status_code == 200, revoked.text
+    form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+    proof = key.proof("POST", token_url, now=int(time.time()))
+    late = await client.post(f"{urls[0]}/v1/token", data=form, headers={"DPoP": proof})
+    assert late.json()["reason"] == "refresh_token_invalid", late.text
+
+
 async def race(urls: list[str]) -> None:
     # Drop idle connections before uvicorn's 5 s keep-alive does, so that a slow round
     # on a loaded machine never reuses a connection the server is closing.
     limits = httpx.Limits(max_connections=CONCURRENCY, keepalive_expiry=2.0)
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
         await login_rounds(client, urls)
+        await refresh_rounds(client, urls)
         wallet = EthWallet.create()
         wanted = {"account": wallet.caip10(), "scope": "escrow:release"}
         issued = await client.post(f"{urls[0]}/v1/challenge", json=wanted)
@@ -143,7 +205,8 @@ def assert_every_key_expires(client: redis.Redis, prefix: str) -> None:
             pipe.pttl(key)
         ttls = dict(zip(keys, pipe.execute(), strict=True))
     kinds = {key.decode()[len(prefix) :].split(":", 1)[0] for key in keys}
-    assert kinds >= {"used_nonce", "action", "revoked", "counter"}, kinds
+    expected = {"used_nonce", "action", "revoked", "counter", "dpop_proof", "refresh_used"}
+    assert kinds >= expected | {"session_revoked"}, kinds
     forever = [key for key, ttl in ttls.items() if ttl <= 0 and ttl != -2]  # -2: just expired
     assert not forever, forever[:5]
 
@@ -163,8 +226,13 @@ def assert_every_row_expires(url: str, schema: str) -> None:
     """Every row the replicas left behind has a finite deadline within the longest TTL."""
     rows = run_async(_deadlines(url, schema))
     assert {kind for kind, _, _ in rows} >= {"used_nonce", "action", "revoked", "counter"}, rows
-    longest = 3600 + 600  # action horizon plus the replay margin, above every other TTL
-    forever = [(kind, finite, left) for kind, finite, left in rows if not finite or left > longest]
+    # Sessions (their tombstones and revocations) last up to session_ttl, longer than the
+    # action horizon plus its replay margin, which bounds every other kind.
+    longest = {
+        kind: Settings().session_ttl if kind.startswith(("refresh", "session")) else 3600 + 600
+        for kind, _, _ in rows
+    }
+    forever = [row for row in rows if not row[1] or row[2] > longest[row[0]]]
     assert not forever, forever
 
 

@@ -173,16 +173,11 @@ def client(settings: Settings, keyset: KeySet, clock: FrozenClock) -> Iterator[T
 
 
 def test_scope_escalation_via_refresh_grant_is_refused(client: TestClient):
+    # Without a session there is nothing to refresh (tests/test_refresh.py has the rest).
     body = {"grant_type": "refresh_token", "refresh_token": "x", "scope": "admin:all"}
-    as_json = client.post("/v1/token", json=body)
-    assert as_json.status_code == 400
-    assert "access_token" not in as_json.text
-    as_form = client.post("/v1/token", data=body)
-    assert as_form.status_code in {400, 415}
-    assert "access_token" not in as_form.text
-    metadata = client.get("/.well-known/oauth-authorization-server").json()
-    assert "refresh_token" not in metadata["grant_types_supported"]
-    assert "refresh" not in str(metadata)
+    for response in (client.post("/v1/token", json=body), client.post("/v1/token", data=body)):
+        assert response.status_code == 400
+        assert "access_token" not in response.text
 
 
 def test_token_response_carries_no_refresh_token(client: TestClient):

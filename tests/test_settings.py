@@ -195,3 +195,74 @@ def test_invalid_rpc_settings_fail_at_startup(values: dict[str, object], message
     with pytest.raises(ConfigurationError, match=message) as refused:
         Settings.load(flags, {})
     assert "s3cret" not in str(refused.value)
+
+
+def test_session_settings_from_toml_and_environment_round_trip(tmp_path: Path):
+    config = tmp_path / "keyproof.toml"
+    config.write_text("[keyproof]\nsession_ttl = 3600\nsession_idle_ttl = 600\ndpop_nonce = true\n")
+    from_file = Settings.load({"config": str(config)}, {})
+    assert (from_file.session_ttl, from_file.session_idle_ttl, from_file.dpop_nonce) == (
+        3600,
+        600,
+        True,
+    )
+    env = {"KEYPROOF_DPOP_NONCE": "false", "KEYPROOF_SESSION_TTL": "7200"}
+    from_env = Settings.load({"config": str(config)}, env)
+    assert (from_env.session_ttl, from_env.dpop_nonce) == (7200, False)
+    assert Settings.load(env=from_file.as_environment()) == from_file
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"session_ttl": 299}, "session_ttl"),
+        ({"session_ttl": 30 * 86400 + 1}, "session_ttl"),
+        ({"session_idle_ttl": 59}, "session_idle_ttl"),
+        ({"session_ttl": 3600, "session_idle_ttl": 3601}, "session_idle_ttl"),
+        ({"dpop_nonce": "yes"}, "dpop_nonce must be true or false"),
+        ({"dpop_nonce": 1}, "dpop_nonce must be true or false"),
+        ({"session_ttl": True}, "session_ttl must be an integer"),
+    ],
+    ids=[
+        "session_too_short",
+        "session_over_30_days",
+        "idle_too_short",
+        "idle_longer_than_the_session",
+        "nonce_flag_a_word",
+        "nonce_flag_a_number",
+        "session_ttl_a_boolean",
+    ],
+)
+def test_invalid_session_settings_fail_at_startup(values: dict[str, object], message: str):
+    with pytest.raises(ConfigurationError, match=message) as caught:
+        Settings.load(values, {})
+    assert caught.value.code == "invalid_setting"
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('dpop_scopes = ["escrow:nope"]', "dpop_scopes: unknown scope"),
+        ('dpop_scopes = "profile:read"', "policy.dpop_scopes must be a list"),
+        ('dpop_required = "yes"', "policy.dpop_required must be true or false"),
+    ],
+    ids=["unknown_scope", "not_a_list", "required_not_a_boolean"],
+)
+def test_invalid_dpop_policy_fails_at_startup(tmp_path: Path, table: str, message: str):
+    config = tmp_path / "keyproof.toml"
+    config.write_text(f'[policy]\nscopes = ["profile:read"]\n{table}\n')
+    with pytest.raises(ConfigurationError, match=message) as caught:
+        Settings.load({"config": str(config)}, {})
+    assert caught.value.code == "invalid_policy"
+
+
+def test_dpop_policy_from_toml(tmp_path: Path):
+    config = tmp_path / "keyproof.toml"
+    config.write_text(
+        '[policy]\nscopes = ["profile:read", "escrow:release"]\n'
+        'dpop_scopes = ["escrow:release"]\ndpop_required = false\n'
+    )
+    policy = Settings.load({"config": str(config)}, {}).policy
+    assert policy.dpop_scopes == frozenset({"escrow:release"})
+    assert policy.needs_dpop(["escrow:release", "profile:read"])
+    assert not policy.needs_dpop(["profile:read"])

@@ -144,9 +144,21 @@ async def test_hs256_with_the_public_key_as_secret(attack: Attack):
             await attack.refused(f"{signing_input}.{b64(mac)}")
 
 
-@pytest.mark.parametrize("alg", ["ES256", "RS256", "PS256", "Ed25519", "eddsa"])
+@pytest.mark.parametrize("alg", ["ES256", "RS256", "PS256", "eddsa", "ed25519", "Ed448"])
 async def test_other_algorithms_with_a_real_eddsa_signature(attack: Attack, alg: str):
     await attack.refused(attack.signed(attack.header(alg=alg)))
+
+
+@pytest.mark.parametrize(
+    "alg", [{}, ["Ed25519"], 1, None], ids=["object", "array", "number", "null"]
+)
+async def test_alg_that_is_not_a_string_is_refused_not_a_crash(attack: Attack, alg: Any):
+    await attack.refused(attack.signed(attack.header(alg=alg) | {"alg": alg}))
+
+
+@pytest.mark.parametrize("alg", ["Ed25519", "EdDSA"])
+async def test_rfc_9864_name_and_its_deprecated_name_are_both_accepted(attack: Attack, alg: str):
+    await attack.accepted(attack.signed(attack.header(alg=alg)))
 
 
 @pytest.mark.parametrize("typ", [None, "JWT", "jwt", "id+jwt", "at+jwt "])

@@ -130,3 +130,60 @@ class AgentSecp256k1Wallet:
 
     def sign(self, text: str) -> str:
         return encode_base64url(self.sign_bytes(text.encode("utf-8")))
+
+
+# --- DPoP keys (RFC 9449) ----------------------------------------------------------------
+
+
+class DPoPKey:
+    """A client's DPoP key: ES256 proofs made by PyJWT (as WebCrypto's P-256 would sign),
+    Ed25519 proofs with RFC 9864's ``alg`` made by :func:`keyproof.jose.sign_compact`."""
+
+    def __init__(self, alg: str = "ES256") -> None:
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        from keyproof import jose
+
+        self.alg = alg
+        if alg == "ES256":
+            self.private: Any = ec.generate_private_key(ec.SECP256R1())
+        else:
+            self.private = Ed25519PrivateKey.generate()
+        self.public_jwk = jose.public_jwk(self.private.public_key())
+        self.jkt = jose.jwk_thumbprint(self.private.public_key())
+
+    def proof(
+        self,
+        method: str,
+        url: str,
+        *,
+        now: int,
+        token: str | None = None,
+        nonce: str | None = None,
+        header: dict[str, Any] | None = None,
+        **claims: Any,
+    ) -> str:
+        """A fresh proof for ``method url`` at ``now`` (``ath`` of ``token`` if given)."""
+        import secrets
+
+        import jwt
+
+        from keyproof import jose
+        from keyproof.dpop import access_token_hash
+
+        body: dict[str, Any] = {
+            "jti": secrets.token_urlsafe(18),
+            "htm": method,
+            "htu": url,
+            "iat": now,
+        }
+        if token is not None:
+            body["ath"] = access_token_hash(token)
+        if nonce is not None:
+            body["nonce"] = nonce
+        body.update(claims)
+        fields = {"typ": "dpop+jwt", "jwk": self.public_jwk, **(header or {})}
+        if self.alg == "ES256":
+            return jwt.encode(body, self.private, algorithm="ES256", headers=fields)
+        return jose.sign_compact({"alg": "Ed25519", **fields}, body, self.private)

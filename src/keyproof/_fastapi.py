@@ -16,14 +16,15 @@ from fastapi.openapi.models import HTTPBearer
 from fastapi.security import SecurityScopes
 from fastapi.security.base import SecurityBase
 
-from keyproof._httpio import bearer_token, error_body
-from keyproof.errors import InvalidRequest, KeyproofError, TokenInvalid, Unavailable
+from keyproof._httpio import error_body
+from keyproof.errors import KeyproofError, TokenInvalid, Unavailable
 from keyproof.guard import (
-    _NO_CREDENTIALS,
+    _NO_CREDENTIALS_CHALLENGE,
+    BearerError,
     KeyproofBackend,
     KeyproofUser,
     _insufficient_scope,
-    _public,
+    _refusal_status,
     www_authenticate,
 )
 
@@ -46,27 +47,29 @@ class KeyproofBearer(SecurityBase):
 
     async def __call__(self, request: Request, security_scopes: SecurityScopes) -> KeyproofUser:
         try:
-            token = bearer_token(request)
-        except InvalidRequest as exc:
-            raise _refusal(exc) from None
-        if token is None:
-            raise _refusal(TokenInvalid("token_invalid", "no token"), _NO_CREDENTIALS)
-        try:
-            user = KeyproofUser(await self.backend.verify(token))
-        except TokenInvalid as exc:
-            raise _refusal(_public(exc)) from None
-        except (InvalidRequest, Unavailable) as exc:
-            raise _refusal(exc) from None
+            user = await self.backend.user_of(request)
+        except BearerError as exc:
+            raise _refusal(exc.error, scheme=exc.scheme) from None
+        if user is None:
+            no_token = TokenInvalid("token_invalid", "no token")
+            raise _refusal(no_token, challenge=_NO_CREDENTIALS_CHALLENGE)
         if any(scope not in user.scopes for scope in security_scopes.scopes):
-            raise _refusal(*_insufficient_scope(security_scopes.scopes))
+            missing, params = _insufficient_scope(security_scopes.scopes)
+            raise _refusal(missing, params, scheme=user.token_type)
         return user
 
 
-def _refusal(error: KeyproofError, params: Mapping[str, str] | None = None) -> HTTPException:
+def _refusal(
+    error: KeyproofError,
+    params: Mapping[str, str] | None = None,
+    *,
+    scheme: str = "Bearer",
+    challenge: str | None = None,
+) -> HTTPException:
     headers = {"Cache-Control": "no-store"}
-    challenge = www_authenticate(error, params)
+    challenge = challenge or www_authenticate(error, params, scheme)
     if challenge is not None:
         headers["WWW-Authenticate"] = challenge
     if isinstance(error, Unavailable):
         headers["Retry-After"] = str(error.retry_after)
-    return HTTPException(error.status, detail=error_body(error), headers=headers)
+    return HTTPException(_refusal_status(error), detail=error_body(error), headers=headers)

@@ -1,17 +1,20 @@
-"""HTTP pieces shared by the issuer and resource servers: bounded JSON bodies, bearer
-credentials (RFC 6750 §2.1) and the error response shape of every endpoint."""
+"""HTTP pieces shared by the issuer and resource servers: bounded JSON bodies, access
+credentials (RFC 6750 §2.1, RFC 9449 §7.1) and the error response shape of every endpoint."""
 
 from __future__ import annotations
 
 import json
 import urllib.parse
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Final, Literal
 
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse
 
 from keyproof._json import MAX_JSON_DEPTH, NestedTooDeeply, loads_strict
 from keyproof.errors import (
+    DPoPNonceRequired,
+    DPoPProofInvalid,
     InvalidRequest,
     KeyproofError,
     PayloadTooLarge,
@@ -23,9 +26,12 @@ from keyproof.errors import (
 __all__ = [
     "MAX_AUTHORIZATION_CHARS",
     "MAX_JSON_DEPTH",
-    "bearer_token",
+    "Credentials",
+    "access_credentials",
+    "dpop_proof",
     "error_body",
     "error_response",
+    "is_form",
     "json_response",
     "read_form_or_json",
     "read_json_object",
@@ -35,6 +41,7 @@ __all__ = [
 MAX_AUTHORIZATION_CHARS = 8200
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 FORM = "application/x-www-form-urlencoded"
+_SCHEMES: Final[dict[str, Literal["Bearer", "DPoP"]]] = {"bearer": "Bearer", "dpop": "DPoP"}
 
 
 def json_response(body: Any, status: int = 200, *, no_store: bool = False) -> JSONResponse:
@@ -50,13 +57,20 @@ def error_body(error: KeyproofError) -> dict[str, str]:
     }
 
 
-def error_response(error: KeyproofError) -> JSONResponse:
-    """:func:`error_body` as a JSON response, never cached, with ``Retry-After`` for 429/503."""
+def error_response(error: KeyproofError, *, status: int | None = None) -> JSONResponse:
+    """:func:`error_body` as a JSON response, never cached, with ``Retry-After`` for 429/503
+    and ``DPoP-Nonce`` for ``use_dpop_nonce``.
+
+    ``status`` overrides the error's own where the protocol answers it differently (a
+    resource server answers a bad DPoP proof ``401``, RFC 9449 §7.1).
+    """
     body = error_body(error)
     headers = dict(NO_STORE)
     if isinstance(error, RateLimited | Unavailable):
         headers["Retry-After"] = str(error.retry_after)
-    return JSONResponse(body, status_code=error.status, headers=headers)
+    if isinstance(error, DPoPNonceRequired):
+        headers["DPoP-Nonce"] = error.nonce
+    return JSONResponse(body, status_code=status or error.status, headers=headers)
 
 
 async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
@@ -87,6 +101,11 @@ async def read_form_or_json(request: Request, max_bytes: int) -> dict[str, Any]:
     if len(form) != len(pairs):
         raise InvalidRequest("invalid_field", "a form parameter is repeated")
     return form
+
+
+def is_form(request: Request) -> bool:
+    """Whether the body is ``application/x-www-form-urlencoded`` (an RFC 6749 request)."""
+    return _media_type(request) == FORM
 
 
 def _media_type(request: Request) -> str:
@@ -136,12 +155,24 @@ def string_field(body: dict[str, Any], name: str, *, required: bool = True) -> s
     return value
 
 
-def bearer_token(conn: HTTPConnection) -> str | None:
-    """The token of the request's ``Authorization: Bearer`` header (RFC 6750 §2.1).
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """An access token and the scheme it came with: ``Bearer`` (RFC 6750) or ``DPoP``
+    (RFC 9449 §7.1)."""
+
+    scheme: Literal["Bearer", "DPoP"]
+    token: str
+
+    def __repr__(self) -> str:
+        return f"Credentials(scheme={self.scheme!r})"
+
+
+def access_credentials(conn: HTTPConnection) -> Credentials | None:
+    """The token of the request's ``Authorization: Bearer`` or ``DPoP`` header.
 
     ``None`` when the request has no ``Authorization`` header or one of another scheme;
-    ``InvalidRequest`` for a token in the query string (§2.3 is not supported), two
-    ``Authorization`` headers, an oversized header or an empty token.
+    ``InvalidRequest`` for a token in the query string (RFC 6750 §2.3 is not supported),
+    two ``Authorization`` headers, an oversized header or an empty token.
     """
     if "access_token" in conn.query_params:
         raise InvalidRequest("not_supported", "send the token in the Authorization header only")
@@ -153,9 +184,19 @@ def bearer_token(conn: HTTPConnection) -> str | None:
     if len(values[0]) > MAX_AUTHORIZATION_CHARS:
         raise InvalidRequest("invalid_field", "the Authorization header is too long")
     scheme, _, token = values[0].strip().partition(" ")
-    if scheme.lower() != "bearer":
+    canonical = _SCHEMES.get(scheme.lower())
+    if canonical is None:
         return None
     token = token.strip()
     if not token:
-        raise InvalidRequest("missing_field", "empty bearer token")
-    return token  # its syntax is the token verifier's to judge
+        raise InvalidRequest("missing_field", f"empty {canonical} token")
+    # The token's syntax is the token verifier's to judge.
+    return Credentials(canonical, token)
+
+
+def dpop_proof(conn: HTTPConnection) -> str | None:
+    """The request's ``DPoP`` header; more than one is ``invalid_dpop_proof``."""
+    proofs = conn.headers.getlist("dpop")
+    if len(proofs) > 1:
+        raise DPoPProofInvalid("invalid_dpop_proof", "send exactly one DPoP header")
+    return proofs[0] if proofs else None

@@ -12,6 +12,7 @@ Hierarchy::
     │   ├── InvalidAccount              account id unparseable or not allowed
     │   ├── InvalidScope                scope unknown or not grantable
     │   ├── InvalidAction               signed action document malformed
+    │   ├── UnsupportedGrantType        a token request's grant_type is not served
     │   ├── RequestTimeout      408     the body did not arrive within body_timeout
     │   ├── PayloadTooLarge     413
     │   └── UnsupportedMediaType 415
@@ -21,6 +22,9 @@ Hierarchy::
     │   ├── NonceRejected               unknown, expired or already used nonce
     │   ├── SignatureInvalid            the signature does not verify for the account
     │   └── ActionRejected              signed action replayed, expired or not the holder's
+    ├── RefreshRejected         400     refresh token unknown, reused, or its session over
+    ├── DPoPProofInvalid        400     DPoP proof missing, malformed, replayed, misdirected
+    ├── DPoPNonceRequired       400     the proof must carry the server's DPoP-Nonce
     ├── TokenInvalid            401     a presented access token is not acceptable
     ├── ClientAuthenticationFailed 401  introspection caller's credentials missing or wrong
     ├── InsufficientScope       403
@@ -46,6 +50,8 @@ __all__ = [
     "BindingMismatch",
     "ClientAuthenticationFailed",
     "ConfigurationError",
+    "DPoPNonceRequired",
+    "DPoPProofInvalid",
     "InsufficientScope",
     "InvalidAccount",
     "InvalidAction",
@@ -62,10 +68,12 @@ __all__ = [
     "ProofRejected",
     "RateLimitCode",
     "RateLimited",
+    "RefreshRejected",
     "RequestTimeout",
     "SignatureInvalid",
     "TokenInvalid",
     "Unavailable",
+    "UnsupportedGrantType",
     "UnsupportedMediaType",
     "all_codes",
 ]
@@ -149,6 +157,15 @@ class InvalidAction(InvalidRequest):
         KeyproofError.__init__(self, code, description)
 
 
+class UnsupportedGrantType(InvalidRequest):
+    """RFC 6749 §5.2: the token endpoint does not serve this ``grant_type``."""
+
+    oauth_error = "unsupported_grant_type"
+
+    def __init__(self, code: Literal["unsupported_grant_type"], description: str) -> None:
+        KeyproofError.__init__(self, code, description)
+
+
 class RequestTimeout(InvalidRequest):
     status = 408
 
@@ -175,7 +192,9 @@ class ProofRejected(KeyproofError):
     oauth_error = "invalid_grant"
 
 
-BindingCode = Literal["domain_mismatch", "uri_mismatch", "chain_mismatch", "account_mismatch"]
+BindingCode = Literal[
+    "domain_mismatch", "uri_mismatch", "chain_mismatch", "account_mismatch", "dpop_key_mismatch"
+]
 
 
 class BindingMismatch(ProofRejected):
@@ -211,6 +230,44 @@ class ActionRejected(ProofRejected):
         description: str,
     ) -> None:
         super().__init__(code, description)
+
+
+class RefreshRejected(KeyproofError):
+    """A refresh token that grants nothing (RFC 6749 §5.2 ``invalid_grant``, status 400).
+
+    ``refresh_token_reused`` also ends the session: a used token came back, so two
+    parties hold it.
+    """
+
+    oauth_error = "invalid_grant"
+
+    def __init__(
+        self,
+        code: Literal[
+            "refresh_token_invalid", "refresh_token_reused", "session_expired", "session_revoked"
+        ],
+        description: str,
+    ) -> None:
+        super().__init__(code, description)
+
+
+class DPoPProofInvalid(KeyproofError):
+    """A DPoP proof (RFC 9449) missing, malformed, replayed or for another request."""
+
+    oauth_error = "invalid_dpop_proof"
+
+    def __init__(self, code: Literal["invalid_dpop_proof"], description: str) -> None:
+        super().__init__(code, description)
+
+
+class DPoPNonceRequired(KeyproofError):
+    """The proof must carry the server's current ``DPoP-Nonce`` (RFC 9449 §8)."""
+
+    oauth_error = "use_dpop_nonce"
+
+    def __init__(self, code: Literal["use_dpop_nonce"], description: str, *, nonce: str) -> None:
+        super().__init__(code, description)
+        self.nonce = nonce
 
 
 class TokenInvalid(KeyproofError):

@@ -19,8 +19,15 @@ document (:class:`KeyproofBearer` is imported on use, so FastAPI stays optional)
 :func:`error_response` and :func:`read_json_object` give a resource server keyproof's
 error shape and bounded JSON bodies.
 
-Only the ``Authorization: Bearer`` header is read; a token in the query string is
-refused. Keys come only from ``jwks_url``: fetched once, cached for ``max_age``,
+Only the ``Authorization`` header is read; a token in the query string is refused. A
+token bound to a DPoP key (``cnf.jkt``, RFC 9449) is accepted only as ``Authorization:
+DPoP <token>`` with a ``DPoP`` proof of that key for this request (method, URL, a hash of
+the token, a ``jti`` used once in ``dpop_replay_store``: replicas should share one);
+``public_url`` names the URL clients sign when a proxy sits in front. A token without
+``cnf`` is accepted only with the ``Bearer`` scheme. Refusals of a ``DPoP`` request use
+the ``DPoP`` challenge (RFC 9449 §7.1).
+
+Keys come only from ``jwks_url``: fetched once, cached for ``max_age``,
 refreshed when a token names an unknown ``kid`` at most once per ``refresh_cooldown``;
 while no fetch has succeeded yet, requests fail closed and a new fetch is tried at most
 once per ``refresh_cooldown`` too. The token header never chooses a key source (``jku``,
@@ -43,11 +50,9 @@ import re
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, get_type_hints
 
 import httpx
-import jwt
 from starlette.authentication import (
     AuthCredentials,
     AuthenticationBackend,
@@ -58,10 +63,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
-from keyproof._httpio import bearer_token, error_response, read_json_object
+from keyproof import jose
+from keyproof._httpio import access_credentials, dpop_proof, error_response, read_json_object
 from keyproof._time import Clock
+from keyproof.dpop import DPOP_ALGORITHMS, ProofReplayCache, check_sender
 from keyproof.errors import (
     ConfigurationError,
+    DPoPProofInvalid,
     InsufficientScope,
     InvalidRequest,
     KeyproofError,
@@ -69,7 +77,15 @@ from keyproof.errors import (
     Unavailable,
 )
 from keyproof.jwks import JWKSCache, check_url, parse_jwks
-from keyproof.tokens import DEFAULT_LEEWAY, MAX_VERIFY_LEEWAY, verify_access_token
+from keyproof.stores.base import Store
+from keyproof.stores.memory import MemoryStore
+from keyproof.tokens import (
+    DEFAULT_LEEWAY,
+    MAX_TOKEN_BYTES,
+    MAX_VERIFY_LEEWAY,
+    confirmation_jkt,
+    verify_access_token,
+)
 
 if TYPE_CHECKING:
     from keyproof._fastapi import KeyproofBearer
@@ -90,23 +106,31 @@ __all__ = [
 
 logger = logging.getLogger("keyproof.guard")
 UNSAFE_IN_QUOTES = re.compile(r'[^ -~]|["\\]')
+_DPOP_ALGS: Final = " ".join(DPOP_ALGORITHMS)
 _P = ParamSpec("_P")
 
 
 class BearerError(AuthenticationError):
-    """A request refused by the guard; :func:`on_error` renders it per RFC 6750 §3."""
+    """A request refused by the guard; :func:`on_error` renders it per RFC 6750 §3
+    (RFC 9449 §7.1 when the request used the ``DPoP`` scheme)."""
 
-    def __init__(self, error: KeyproofError) -> None:
+    def __init__(self, error: KeyproofError, scheme: str = "Bearer") -> None:
         super().__init__(error.description)
         self.error = error
+        self.scheme = scheme
 
 
 class KeyproofUser(BaseUser):
-    """The authenticated token holder: ``sub`` is the account id, ``claims`` everything."""
+    """The authenticated token holder: ``sub`` is the account id, ``claims`` everything.
 
-    def __init__(self, claims: Mapping[str, Any]) -> None:
+    ``token_type`` is ``DPoP`` for a sender-constrained token whose proof was checked,
+    else ``Bearer``.
+    """
+
+    def __init__(self, claims: Mapping[str, Any], token_type: str = "Bearer") -> None:  # noqa: S107
         self.claims = dict(claims)
         self.sub: str = self.claims["sub"]
+        self.token_type = token_type
 
     def __repr__(self) -> str:
         return f"KeyproofUser(sub={self.sub!r})"
@@ -148,6 +172,8 @@ class KeyproofBackend(AuthenticationBackend):
         introspection_url: str | None = None,
         introspection_client_id: str | None = None,
         introspection_client_secret: str | None = None,
+        dpop_replay_store: Store | None = None,
+        public_url: str | None = None,
     ) -> None:
         if not 0 <= leeway <= MAX_VERIFY_LEEWAY:
             # Key retirement relies on this cap (keyproof.server.keys.RETIRE_AFTER).
@@ -163,6 +189,12 @@ class KeyproofBackend(AuthenticationBackend):
         self.jwks = JWKSCache(
             jwks_url, self._client, clock=clock, refresh_cooldown=refresh_cooldown
         )
+        # Several replicas of one resource server must share one store (e.g. Redis), or
+        # a proof replayed at another replica would not be recognized.
+        self._replay = ProofReplayCache(dpop_replay_store or MemoryStore(clock=clock))
+        if public_url is not None:
+            check_url(public_url, "public_url")
+        self._public_url = public_url.rstrip("/") if public_url else None
         self._introspect_scopes = frozenset(introspect_scopes)
         self._introspection: tuple[str, str] | None = None
         if self._introspect_scopes:
@@ -179,22 +211,63 @@ class KeyproofBackend(AuthenticationBackend):
             await self._client.aclose()
 
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
-        """Credentials for a valid bearer token, ``None`` without one, else raise."""
-        try:
-            token = bearer_token(conn)
-            if token is None:
-                return None
-            claims = await self.verify(token)
-        except TokenInvalid as exc:
-            logger.debug("token refused: %s (%s)", exc.code, exc.description)
-            raise BearerError(_public(exc)) from None
-        except (InvalidRequest, Unavailable) as exc:
-            raise BearerError(exc) from None
-        user = KeyproofUser(claims)
+        """Credentials for a valid token, ``None`` without one, else raise :class:`BearerError`."""
+        user = await self.user_of(conn)
+        if user is None:
+            return None
         return AuthCredentials(list(user.scopes)), user
 
+    async def user_of(self, conn: HTTPConnection) -> KeyproofUser | None:
+        """The holder of the request's valid token, ``None`` without one, else raise
+        :class:`BearerError`.
+
+        A ``Bearer`` token must carry no ``cnf``; a ``DPoP`` one must come with a proof of
+        its ``cnf.jkt`` for this request (RFC 9449 §7.1), each proof accepted once.
+        """
+        try:
+            credentials = access_credentials(conn)
+        except InvalidRequest as exc:
+            raise BearerError(exc) from None
+        if credentials is None:
+            return None
+        scheme = credentials.scheme
+        try:
+            claims = await self._verified(credentials.token)
+            await check_sender(
+                claims,
+                scheme=scheme,
+                token=credentials.token,
+                proof=dpop_proof(conn),
+                method=conn.scope.get("method", "GET"),
+                url=self._request_url(conn),
+                now=int(self._clock()),
+                replay=self._replay,
+            )
+        except TokenInvalid as exc:
+            logger.debug("token refused: %s (%s)", exc.code, exc.description)
+            raise BearerError(_public(exc), scheme) from None
+        except (DPoPProofInvalid, InvalidRequest, Unavailable) as exc:
+            raise BearerError(exc, scheme) from None
+        return KeyproofUser(claims, scheme)
+
+    def _request_url(self, conn: HTTPConnection) -> str:
+        """The URL a proof's ``htu`` must name: ``public_url`` + path behind a proxy."""
+        if self._public_url is None:
+            return str(conn.url)
+        return self._public_url + conn.url.path
+
     async def verify(self, token: str) -> dict[str, Any]:
-        """Verify ``token`` against the issuer's keys (and introspection if configured)."""
+        """Verify a bearer ``token`` against the issuer's keys (and introspection if set).
+
+        A DPoP-bound token is refused here: its proof belongs to a request, so it is
+        checked by :meth:`authenticate` / :meth:`user_of`.
+        """
+        claims = await self._verified(token)
+        if confirmation_jkt(claims) is not None:
+            raise TokenInvalid("token_invalid", "a DPoP-bound token needs its proof")
+        return claims
+
+    async def _verified(self, token: str) -> dict[str, Any]:
         keys = await self.jwks.keys(_unverified_kid(token))
         claims = verify_access_token(
             token,
@@ -249,8 +322,8 @@ def _public(error: TokenInvalid) -> TokenInvalid:
 def _unverified_kid(token: str) -> str | None:
     """The header's ``kid`` only to pick a cached key; verification checks everything."""
     try:
-        kid = jwt.get_unverified_header(token).get("kid")
-    except jwt.PyJWTError:
+        kid = jose.parse_compact(token, max_length=MAX_TOKEN_BYTES).header.get("kid")
+    except jose.JoseError:
         raise TokenInvalid("token_invalid", "malformed token") from None
     return kid if isinstance(kid, str) else None
 
@@ -258,11 +331,14 @@ def _unverified_kid(token: str) -> str | None:
 # -- responses -------------------------------------------------------------------------
 
 
-def www_authenticate(error: KeyproofError, params: Mapping[str, str] | None = None) -> str | None:
+def www_authenticate(
+    error: KeyproofError, params: Mapping[str, str] | None = None, scheme: str = "Bearer"
+) -> str | None:
     """The RFC 6750 §3 challenge for a refusal (``None`` for a 503, which carries none).
 
     ``params`` default to the error's ``error`` and ``error_description``; values lose
-    characters a quoted-string cannot carry.
+    characters a quoted-string cannot carry. With ``scheme="DPoP"`` the challenge is RFC
+    9449 §7.1's, naming the proof algorithms accepted.
     """
     if isinstance(error, Unavailable):
         return None
@@ -270,28 +346,43 @@ def www_authenticate(error: KeyproofError, params: Mapping[str, str] | None = No
         params = {"error": error.oauth_error, "error_description": error.description}
         if isinstance(error, InvalidRequest):
             params = {"error": "invalid_request"}
+    if scheme == "DPoP" or isinstance(error, DPoPProofInvalid):
+        scheme, params = "DPoP", {**params, "algs": _DPOP_ALGS}
     quoted = ", ".join(f'{k}="{UNSAFE_IN_QUOTES.sub("", v)}"' for k, v in params.items())
-    return f"Bearer {quoted}" if quoted else "Bearer"
+    return f"{scheme} {quoted}" if quoted else scheme
 
 
-def _bearer_response(error: KeyproofError, params: Mapping[str, str] | None = None) -> Response:
-    response = error_response(error)
-    challenge = www_authenticate(error, params)
+def _refusal_status(error: KeyproofError) -> int:
+    """A resource server answers a bad DPoP proof ``401`` (RFC 9449 §7.1)."""
+    return 401 if isinstance(error, DPoPProofInvalid) else error.status
+
+
+def _bearer_response(
+    error: KeyproofError, params: Mapping[str, str] | None = None, scheme: str = "Bearer"
+) -> Response:
+    response = error_response(error, status=_refusal_status(error))
+    challenge = www_authenticate(error, params, scheme)
     if challenge is not None:
         response.headers["WWW-Authenticate"] = challenge
     return response
 
 
 def on_error(conn: HTTPConnection, exc: AuthenticationError) -> Response:
-    """``AuthenticationMiddleware(on_error=...)``: RFC 6750 error responses."""
-    error = exc.error if isinstance(exc, BearerError) else None
-    if error is None:
-        error = TokenInvalid("token_invalid", "invalid token")
-    return _bearer_response(error)
+    """``AuthenticationMiddleware(on_error=...)``: RFC 6750 / RFC 9449 error responses."""
+    if isinstance(exc, BearerError):
+        return _bearer_response(exc.error, scheme=exc.scheme)
+    return _bearer_response(TokenInvalid("token_invalid", "invalid token"))
 
 
-# RFC 6750 §3.1: no error code when the request carried no credentials at all.
-_NO_CREDENTIALS: Final[Mapping[str, str]] = MappingProxyType({})
+_NO_CREDENTIALS_CHALLENGE: Final = f'Bearer, DPoP algs="{_DPOP_ALGS}"'
+"""RFC 6750 §3.1 / RFC 9449 §7.1: no error code when the request carried no credentials,
+and both schemes offered."""
+
+
+def _no_credentials_response() -> Response:
+    response = error_response(TokenInvalid("token_invalid", "no token"))
+    response.headers["WWW-Authenticate"] = _NO_CREDENTIALS_CHALLENGE
+    return response
 
 
 def _insufficient_scope(needed: Sequence[str]) -> tuple[InsufficientScope, dict[str, str]]:
@@ -361,9 +452,10 @@ def require_scope(
         async def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> Any:
             request = _request_of(args, kwargs)
             if not request.user.is_authenticated:
-                return _bearer_response(TokenInvalid("token_invalid", "no token"), _NO_CREDENTIALS)
+                return _no_credentials_response()
             if any(s not in request.auth.scopes for s in needed):
-                return _bearer_response(*_insufficient_scope(needed))
+                scheme = getattr(request.user, "token_type", "Bearer")
+                return _bearer_response(*_insufficient_scope(needed), scheme=scheme)
             if inspect.iscoroutinefunction(endpoint):
                 return await endpoint(*args, **kwargs)
             return await run_in_threadpool(endpoint, *args, **kwargs)

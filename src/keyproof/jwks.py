@@ -3,7 +3,8 @@
 Keys come only from the configured URL (https, or http to a loopback host), are kept
 for ``max_age`` and re-fetched when a token names an unknown ``kid``, at most once per
 ``refresh_cooldown``. After a failed first fetch the same cooldown applies, so an issuer
-outage does not turn every request into a fetch. Only Ed25519 signing keys are taken.
+outage does not turn every request into a fetch. Only Ed25519 signing keys are taken
+(``alg`` ``Ed25519``, RFC 9864, or the older ``EdDSA``, or none).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from keyproof._time import Clock
 from keyproof.crypto.encoding import parse_base64url
 from keyproof.errors import ConfigurationError, Unavailable
+from keyproof.jose import ED25519_ALGORITHMS
 from keyproof.tokens import JWKS_MAX_AGE
 
 __all__ = ["KID_PATTERN", "MAX_JWKS_BYTES", "MAX_JWKS_KEYS", "JWKSCache", "check_url", "parse_jwks"]
@@ -105,7 +107,8 @@ def _ed25519_jwk(jwk: Any) -> tuple[str, Ed25519PublicKey] | None:
     if not isinstance(jwk, dict) or (jwk.get("kty"), jwk.get("crv")) != ("OKP", "Ed25519"):
         return None
     kid, x = jwk.get("kid"), jwk.get("x")
-    if jwk.get("alg", "EdDSA") != "EdDSA" or jwk.get("use", "sig") != "sig":
+    alg = jwk.get("alg", "Ed25519")
+    if not isinstance(alg, str) or alg not in ED25519_ALGORITHMS or jwk.get("use", "sig") != "sig":
         return None
     if not isinstance(kid, str) or not KID_PATTERN.fullmatch(kid) or not isinstance(x, str):
         return None

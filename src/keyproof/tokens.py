@@ -1,24 +1,26 @@
 """RFC 9068 JWT access tokens: the token profile and its verification (specs/protocol.md §5).
 
-Verification pins ``EdDSA`` and ``typ: at+jwt``; the token header never chooses the
-key source (``jku``, ``x5u`` and embedded ``jwk`` are ignored: keys come from the
-caller's key map only) and any ``crit`` header is refused. Header and payload are
-strict JSON (no repeated member names), ``aud`` is the one expected string, and time
-claims are integers of at most 2^53 - 1, at most ``MAX_TOKEN_LIFETIME`` apart, checked
-against an injected clock with a small leeway. The issuer mints with
-:mod:`keyproof.server.minting`.
+Verification is one strict parse (:func:`keyproof.jose.parse_compact`: canonical
+segments, strict JSON with no repeated member names, no ``crit``) feeding the signature
+check. It accepts ``alg`` ``Ed25519`` (RFC 9864) or its deprecated name ``EdDSA`` over an
+Ed25519 key from the caller's key map, nothing else, and ``typ: at+jwt``; the token
+header never chooses the key source (``jku``, ``x5u`` and embedded ``jwk`` are ignored).
+``aud`` is the one expected string, and time claims are integers of at most 2^53 - 1, at
+most ``MAX_TOKEN_LIFETIME`` apart, checked against an injected clock with a small
+leeway. A sender-constrained token carries ``cnf.jkt`` (RFC 9449 §6.1), which the
+caller must then check against a DPoP proof (:mod:`keyproof.dpop`). The issuer mints
+with :mod:`keyproof.server.minting`.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, Final
 
-import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from keyproof._json import loads_strict
-from keyproof.crypto.encoding import parse_base64url
+from keyproof import jose
 from keyproof.errors import TokenInvalid
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "MAX_TOKEN_LIFETIME",
     "MAX_VERIFY_LEEWAY",
     "REQUIRED_CLAIMS",
+    "confirmation_jkt",
     "verify_access_token",
 ]
 
@@ -46,52 +49,22 @@ MAX_TIMESTAMP: Final = 2**53 - 1
 """The largest time a token may carry: the largest integer every JSON reader keeps exactly
 (RFC 7493 §2.2)."""
 REQUIRED_CLAIMS: Final = ("iss", "sub", "aud", "exp", "iat", "nbf", "jti", "scope", "client_id")
+_THUMBPRINT: Final = re.compile(r"[A-Za-z0-9_-]{43}")
+"""An RFC 7638 SHA-256 thumbprint in unpadded base64url."""
 
 
 def _invalid(description: str) -> TokenInvalid:
     return TokenInvalid("token_invalid", description)
 
 
-def _decoded_header(token: str) -> dict[str, Any]:
-    """The header of three canonical unpadded base64url segments (RFC 7515 §2, §7.1)
-    whose header and payload are strict JSON objects; nothing else.
-
-    PyJWT's decoder tolerates ``=`` padding and non-canonical trailing bits, which would
-    let one signed token be spelled several ways, and keeps the last of repeated member
-    names, where another verifier may keep the first.
-    """
-    segments = token.split(".")
-    if len(segments) != 3:
-        raise _invalid("malformed token")
-    parts: list[bytes] = []
-    for segment in segments:
-        data = parse_base64url(segment, max_length=MAX_TOKEN_BYTES) if segment else None
-        if data is None:
-            raise _invalid("malformed token")
-        parts.append(data)
-    _json_object(parts[1])  # PyJWT reads the payload again once it is known unambiguous
-    return _json_object(parts[0])
-
-
-def _json_object(data: bytes) -> dict[str, Any]:
-    try:
-        value = loads_strict(data)
-    except ValueError:
-        raise _invalid("malformed token") from None
-    if not isinstance(value, dict):
-        raise _invalid("malformed token")
-    return value
-
-
 def _checked_header(
     header: Mapping[str, Any], keys: Mapping[str, Ed25519PublicKey]
 ) -> Ed25519PublicKey:
-    if header.get("alg") != "EdDSA":
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in jose.ED25519_ALGORITHMS:
         raise _invalid("algorithm not allowed")
     if header.get("typ") != ACCESS_TOKEN_TYPE:
         raise _invalid("not an access token (typ)")
-    if "crit" in header:
-        raise _invalid("critical header parameters are not supported")
     kid = header.get("kid")
     if not isinstance(kid, str) or kid not in keys:
         raise _invalid("unknown key id")
@@ -110,36 +83,51 @@ def verify_access_token(
     """Verify signature and every claim; return the claims or raise ``TokenInvalid``.
 
     ``leeway`` is capped at ``MAX_VERIFY_LEEWAY``: key retirement relies on that bound.
+    A token with ``cnf.jkt`` is returned like any other: whoever presents it must also
+    prove possession of that key (:func:`confirmation_jkt`, :mod:`keyproof.dpop`).
     """
     if not 0 <= leeway <= MAX_VERIFY_LEEWAY:
         raise ValueError(f"leeway must be 0..{MAX_VERIFY_LEEWAY} seconds")
     if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_BYTES:
         raise _invalid("malformed token")
-    key = _checked_header(_decoded_header(token), keys)
     try:
-        claims: dict[str, Any] = jwt.decode(
-            token,
-            key,
-            algorithms=["EdDSA"],
-            audience=audience,
-            issuer=issuer,
-            # exp/nbf/iat are checked below against the injected clock, not wall time.
-            options={
-                "require": list(REQUIRED_CLAIMS),
-                "verify_exp": False,
-                "verify_nbf": False,
-                "verify_iat": False,
-            },
-        )
-    except jwt.InvalidAudienceError:
-        raise _invalid("token is for another audience") from None
-    except jwt.InvalidIssuerError:
-        raise _invalid("token is from another issuer") from None
-    except jwt.PyJWTError:
+        jws = jose.parse_compact(token, max_length=MAX_TOKEN_BYTES)
+        claims = jws.claims()
+    except jose.JoseError:
+        raise _invalid("malformed token") from None
+    key = _checked_header(jws.header, keys)
+    try:
+        jose.verify_signature(jws, key)
+    except jose.JoseError:
         raise _invalid("signature or claims invalid") from None
-    _check_times(claims, now, leeway)
+    missing = [name for name in REQUIRED_CLAIMS if name not in claims]
+    if missing:
+        raise _invalid(f"claim {missing[0]} is missing")
+    if claims["iss"] != issuer:
+        raise _invalid("token is from another issuer")
     _check_types(claims, audience)
+    _check_times(claims, now, leeway)
+    confirmation_jkt(claims)
     return claims
+
+
+def confirmation_jkt(claims: Mapping[str, Any]) -> str | None:
+    """The DPoP key thumbprint a token is bound to (``cnf.jkt``, RFC 9449 §6.1), if any.
+
+    A ``cnf`` that is not exactly ``{"jkt": <thumbprint>}``, or a ``sid`` that is not a
+    string, is ``token_invalid``: a confirmation no verifier understands binds nothing.
+    """
+    if "sid" in claims and not isinstance(claims["sid"], str):
+        raise _invalid("sid must be a string")
+    if "cnf" not in claims:
+        return None
+    cnf = claims["cnf"]
+    if not isinstance(cnf, dict) or set(cnf) != {"jkt"}:
+        raise _invalid("cnf must be {jkt}")
+    jkt = cnf["jkt"]
+    if not isinstance(jkt, str) or _THUMBPRINT.fullmatch(jkt) is None:
+        raise _invalid("cnf.jkt must be a SHA-256 JWK thumbprint")
+    return jkt
 
 
 def _check_times(claims: Mapping[str, Any], now: int, leeway: int) -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 
 import pytest
 
-from keyproof.errors import Unavailable
+from keyproof.errors import RefreshRejected, Unavailable
+from keyproof.server.sessions import Sessions
 from keyproof.stores.base import Kind, Store
 
 from .harness import Backend, every_operation
@@ -221,3 +223,57 @@ async def test_a_closed_store_is_unavailable(backend: Backend) -> None:
         with pytest.raises(Unavailable) as caught:
             await call()
         assert caught.value.code == "store_unavailable"
+
+
+@pytest.mark.parametrize("kind", list(Kind), ids=lambda kind: kind.value)
+async def test_every_kind_keeps_takes_and_expires_its_entries(backend: Backend, kind: Kind) -> None:
+    store = backend.store
+    assert await store.add(kind, "k", b"v", 30) is True
+    assert await store.add(kind, "k", b"w", 30) is False
+    assert await store.get(kind, "k") == b"v"
+    assert await store.take(kind, "k") == b"v"
+    assert await store.take(kind, "k") is None
+    assert await store.add(kind, "k", b"again", 30) is True
+    await backend.expire(kind, "k", 30)
+    assert await store.get(kind, "k") is None
+    assert await store.count(kind) == 0
+
+
+def _sessions_on(backend: Backend) -> Sessions:
+    """Sessions over the backend, on its clock (Redis and PostgreSQL keep wall time)."""
+    return Sessions(backend.store, ttl=3600, idle_ttl=600, clock=backend.clock or time.time)
+
+
+async def test_sessions_rotate_once_among_concurrent_refreshes(backend: Backend) -> None:
+    sessions = _sessions_on(backend)
+    record, token = await sessions.start(
+        sub="did:key:z6Mk", audience="https://a", scopes=("a:b",), jkt="j" * 43
+    )
+    assert await sessions.lookup(token) == record
+    await warm_up(backend.store, 50)
+    results = await asyncio.gather(
+        *(sessions.rotate(token, record) for _ in range(50)), return_exceptions=True
+    )
+    successors = [r for r in results if isinstance(r, str)]
+    reused = [r for r in results if isinstance(r, RefreshRejected)]
+    assert len(successors) == 1
+    assert len(reused) == 49
+    assert {r.code for r in reused} == {"refresh_token_reused"}
+    # Reuse ended the session on this store, for every replica that shares it.
+    assert await sessions.is_revoked(record.sid)
+    with pytest.raises(RefreshRejected) as caught:
+        await sessions.check_live(await sessions.lookup(successors[0]))
+    assert caught.value.code == "session_revoked"
+
+
+async def test_sessions_revoke_a_refresh_token_once(backend: Backend) -> None:
+    sessions = _sessions_on(backend)
+    record, token = await sessions.start(
+        sub="did:key:z6Mk", audience="https://a", scopes=(), jkt="j" * 43
+    )
+    assert await sessions.revoke_token(token) is True
+    assert await sessions.revoke_token(token) is False
+    assert await sessions.is_revoked(record.sid)
+    with pytest.raises(RefreshRejected) as caught:
+        await sessions.lookup(token)
+    assert caught.value.code == "refresh_token_invalid"

@@ -21,10 +21,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["ALLOW_HEADERS", "EXPOSE_HEADERS", "CorsMiddleware"]
 
-EXPOSE_HEADERS: Final = ("WWW-Authenticate", "Retry-After", "X-Request-ID")
-"""Response headers a browser script may read (a sender-constrained flow adds its nonce)."""
-ALLOW_HEADERS: Final = ("Content-Type",)
-"""Request headers a browser script may send to the browser endpoints."""
+EXPOSE_HEADERS: Final = ("WWW-Authenticate", "Retry-After", "X-Request-ID", "DPoP-Nonce")
+"""Response headers a browser script may read: the DPoP flow needs the server's nonce."""
+ALLOW_HEADERS: Final = ("Content-Type", "DPoP")
+"""Request headers a browser script may send to the browser endpoints (a DPoP proof)."""
 PREFLIGHT_MAX_AGE: Final = 600
 
 

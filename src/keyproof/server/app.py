@@ -16,8 +16,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from keyproof._httpio import (
-    bearer_token,
+    access_credentials,
+    dpop_proof,
     error_response,
+    is_form,
     json_response,
     read_form_or_json,
     read_json_object,
@@ -25,8 +27,10 @@ from keyproof._httpio import (
 )
 from keyproof._time import Clock
 from keyproof.accounts import families
+from keyproof.dpop import DPOP_ALGORITHMS
 from keyproof.errors import (
     ClientAuthenticationFailed,
+    DPoPProofInvalid,
     InsufficientScope,
     InvalidRequest,
     KeyproofError,
@@ -34,7 +38,9 @@ from keyproof.errors import (
     NotFound,
     TokenInvalid,
     Unavailable,
+    UnsupportedGrantType,
 )
+from keyproof.guard import www_authenticate
 from keyproof.server._clientip import ClientIpResolver
 from keyproof.server._cors import CorsMiddleware
 from keyproof.server._headers import NosniffMiddleware
@@ -44,6 +50,7 @@ from keyproof.server._openapi import load_openapi
 from keyproof.server._signals import on_hangup
 from keyproof.server._slowclients import BodyDeadlineMiddleware
 from keyproof.server._storewatch import WatchedStore
+from keyproof.server._token_dpop import token_endpoint
 from keyproof.server.components import Components, build_components
 from keyproof.server.config import Settings
 from keyproof.server.keys import KeySet
@@ -51,7 +58,18 @@ from keyproof.stores import open_store
 from keyproof.stores.base import Store
 from keyproof.tokens import JWKS_MAX_AGE
 
-__all__ = ["BROWSER_ROUTES", "ROUTES", "create_app", "create_app_from_environment"]
+__all__ = [
+    "BROWSER_ROUTES",
+    "GRANT_TYPES",
+    "ROUTES",
+    "SIGNED_CHALLENGE_GRANT",
+    "create_app",
+    "create_app_from_environment",
+]
+
+SIGNED_CHALLENGE_GRANT: Final = "urn:keyproof:grant-type:signed-challenge"
+"""The RFC 6749 §4.5 extension grant: a signed challenge (``message``, ``signature``)."""
+GRANT_TYPES: Final = (SIGNED_CHALLENGE_GRANT, "refresh_token")
 
 ROUTES: Final = (
     ("/v1/challenge", "challenge", "POST"),
@@ -107,6 +125,7 @@ class Endpoints:
             client_ip=self.client_ip(request.scope),
             origin=string_field(body, "origin", required=False),
             browser_origin=request.headers.get("origin"),
+            dpop_jkt=string_field(body, "dpop_jkt", required=False),
         )
         return json_response(
             {
@@ -122,21 +141,39 @@ class Endpoints:
         )
 
     async def token(self, request: Request) -> Response:
-        body = await read_json_object(request, self.settings.max_body_bytes)
-        token = await self.components.service.redeem(
-            _required(body, "message"),
-            _required(body, "signature"),
-            client_ip=self.client_ip(request.scope),
-        )
-        return json_response(
-            {
-                "access_token": token.token,
-                "token_type": "Bearer",
-                "expires_in": token.expires_in,
-                "scope": token.scope,
-            },
-            no_store=True,
-        )
+        """Both grants, as JSON or as an RFC 6749 form; a ``DPoP`` header binds the token."""
+        body = await read_form_or_json(request, self.settings.max_body_bytes)
+        grant = _grant_type(body, form=is_form(request))
+        proof = dpop_proof(request)
+        service = self.components.service
+        client_ip = self.client_ip(request.scope)
+        if grant == SIGNED_CHALLENGE_GRANT:
+            token = await service.redeem(
+                _required(body, "message"),
+                _required(body, "signature"),
+                client_ip=client_ip,
+                dpop_proof=proof,
+            )
+        else:
+            token = await service.refresh(
+                _required(body, "refresh_token"),
+                string_field(body, "scope", required=False),
+                dpop_proof=proof,
+                client_ip=client_ip,
+            )
+        reply: dict[str, Any] = {
+            "access_token": token.token,
+            "token_type": token.token_type,
+            "expires_in": token.expires_in,
+            "scope": token.scope,
+        }
+        if token.refresh_token is not None:
+            reply["refresh_token"] = token.refresh_token
+        response = json_response(reply, no_store=True)
+        nonce = service.dpop_nonce()
+        if nonce is not None:
+            response.headers["DPoP-Nonce"] = nonce
+        return response
 
     async def jwks(self, request: Request) -> Response:
         return JSONResponse(
@@ -161,20 +198,22 @@ class Endpoints:
 
     async def verify_action(self, request: Request) -> Response:
         try:
-            token = bearer_token(request)
+            credentials = access_credentials(request)
         except InvalidRequest as exc:
             return _challenged(request, exc, 'Bearer error="invalid_request"')
+        scheme = credentials.scheme if credentials else "Bearer"
         body = await read_json_object(request, self.settings.max_body_bytes)
         try:
             verified = await self.components.actions.verify(
-                token, body, client_ip=self.client_ip(request.scope)
+                credentials, body, client_ip=self.client_ip(request.scope)
             )
-        except TokenInvalid as exc:
-            return _challenged(request, exc, 'Bearer error="invalid_token"')
+        except (TokenInvalid, DPoPProofInvalid) as exc:
+            challenge = www_authenticate(exc, {"error": exc.oauth_error}, scheme)
+            return _challenged(request, exc, str(challenge), status=401)
         except InsufficientScope as exc:
             # Raised only once expect.scope was checked to be one plain scope-token.
-            needed = body["expect"]["scope"]
-            return _challenged(request, exc, f'Bearer error="insufficient_scope", scope="{needed}"')
+            params = {"error": "insufficient_scope", "scope": body["expect"]["scope"]}
+            return _challenged(request, exc, str(www_authenticate(exc, params, scheme)))
         return json_response(verified.to_json(), no_store=True)
 
     async def metadata(self, request: Request) -> Response:
@@ -182,7 +221,7 @@ class Endpoints:
         return JSONResponse(
             {
                 "issuer": self.settings.issuer,
-                "token_endpoint": f"{base}/v1/token",
+                "token_endpoint": token_endpoint(self.settings.issuer),
                 "challenge_endpoint": f"{base}/v1/challenge",
                 "jwks_uri": f"{base}/.well-known/jwks.json",
                 "revocation_endpoint": f"{base}/v1/revoke",
@@ -191,8 +230,9 @@ class Endpoints:
                 "introspection_endpoint_auth_methods_supported": ["client_secret_basic"],
                 "scopes_supported": sorted(self.settings.policy.scopes),
                 "response_types_supported": [],
-                "grant_types_supported": ["urn:keyproof:grant-type:signed-challenge"],
+                "grant_types_supported": list(GRANT_TYPES),
                 "token_endpoint_auth_methods_supported": ["none"],
+                "dpop_signing_alg_values_supported": list(DPOP_ALGORITHMS),
                 "account_types_supported": sorted(families()),
                 "chains_supported": list(self.settings.chains),
             }
@@ -225,17 +265,32 @@ def _required(body: dict[str, Any], name: str) -> str:
     return value
 
 
+def _grant_type(body: dict[str, Any], *, form: bool) -> str:
+    """The request's grant; a JSON body without one is the signed-challenge grant.
+
+    A form is an RFC 6749 token request, which always names its grant (§4.5, §6).
+    """
+    grant = string_field(body, "grant_type", required=form)
+    if grant is None:
+        return SIGNED_CHALLENGE_GRANT
+    if grant not in GRANT_TYPES:
+        raise UnsupportedGrantType("unsupported_grant_type", "grant_type is not supported")
+    return grant
+
+
 def _token_parameter(body: dict[str, Any]) -> str:
     """``token`` of an RFC 7009/7662 request; ``token_type_hint``, if sent, is a string."""
     string_field(body, "token_type_hint", required=False)
     return _required(body, "token")
 
 
-def _challenged(request: Request, error: KeyproofError, www_authenticate: str) -> Response:
+def _challenged(
+    request: Request, error: KeyproofError, challenge: str, status: int | None = None
+) -> Response:
     """An authentication failure with the RFC 7235 challenge header."""
     request.scope[ERROR_CODE_SCOPE_KEY] = error.code
-    response = error_response(error)
-    response.headers["WWW-Authenticate"] = www_authenticate
+    response = error_response(error, status=status)
+    response.headers["WWW-Authenticate"] = challenge
     return response
 
 

@@ -20,6 +20,7 @@ from keyproof.server.config import Settings
 from keyproof.server.keys import KEY_FILE_NAME, KeyFile, KeySet
 from keyproof.server.revocation import IntrospectionClients, Revocation
 from keyproof.server.service import KeySource, Service, SignInConfig
+from keyproof.server.sessions import Sessions
 from keyproof.stores import open_store
 from keyproof.stores.base import Store
 
@@ -56,6 +57,9 @@ def _sign_in_config(settings: Settings) -> SignInConfig:
         clock_skew=settings.clock_skew,
         policy=settings.policy,
         relying_parties={party.origin: party for party in settings.relying_parties},
+        session_ttl=settings.session_ttl,
+        session_idle_ttl=settings.session_idle_ttl,
+        dpop_nonce=settings.dpop_nonce,
     )
 
 
@@ -84,6 +88,7 @@ def build_service(
     *,
     audit: AuditLog | None = None,
     wallets: ContractWallets | None = None,
+    sessions: Sessions | None = None,
 ) -> Service:
     """The sign-in service alone, for embedding and tests.
 
@@ -97,6 +102,13 @@ def build_service(
         audit=audit or _audit_log(settings, clock),
         wallets=wallets or ContractWallets(settings.contract_wallets()),
         clock=clock,
+        sessions=sessions or _sessions(settings, store, clock),
+    )
+
+
+def _sessions(settings: Settings, store: Store, clock: Clock) -> Sessions:
+    return Sessions(
+        store, ttl=settings.session_ttl, idle_ttl=settings.session_idle_ttl, clock=clock
     )
 
 
@@ -120,8 +132,14 @@ def build_components(
     else:
         source = keys
     audit = _audit_log(settings, clock)
+    sessions = _sessions(settings, opened, clock)
     revocation = Revocation(
-        opened, source, issuer=settings.issuer, audiences=settings.audiences, clock=clock
+        opened,
+        source,
+        issuer=settings.issuer,
+        audiences=settings.audiences,
+        sessions=sessions,
+        clock=clock,
     )
     action_limits = ActionLimits(
         max_horizon=settings.action_horizon, max_amount=Decimal(settings.action_max_amount)
@@ -132,7 +150,9 @@ def build_components(
         keys=source,
         key_file=key_file,
         audit=audit,
-        service=build_service(settings, opened, source, clock, audit=audit, wallets=wallets),
+        service=build_service(
+            settings, opened, source, clock, audit=audit, wallets=wallets, sessions=sessions
+        ),
         revocation=revocation,
         introspection_clients=IntrospectionClients(settings.introspection_clients),
         actions=ActionRequests(

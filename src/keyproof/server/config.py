@@ -68,6 +68,10 @@ LIMIT_SETTINGS = frozenset(
     }
 )
 PATH_SETTINGS = frozenset({"data_dir", "config", "audit_log"})
+# Sessions: refresh-token lifetimes and DPoP server nonces (specs/protocol.md "Refresh").
+SESSION_INT_SETTINGS = frozenset({"session_ttl", "session_idle_ttl"})
+BOOL_SETTINGS = frozenset({"dpop_nonce"})
+MAX_SESSION_TTL = 30 * 86400
 OPERATION_INT_SETTINGS = frozenset(
     {"header_timeout", "body_timeout", "max_connections", "metrics_port"}
 )
@@ -125,6 +129,11 @@ class Settings:
     # a challenge requested from their origin carries.
     cors_origins: tuple[str, ...] = ()
     relying_parties: tuple[RelyingParty, ...] = ()
+    # Sessions: a DPoP-bound sign-in gets a rotating refresh token, valid at most
+    # session_ttl after the sign-in and session_idle_ttl after its last use.
+    session_ttl: int = 86400
+    session_idle_ttl: int = 7200
+    dpop_nonce: bool = False
 
     def __post_init__(self) -> None:
         base = f"http://{_host_for_url(self.host)}:{self.port}"
@@ -201,6 +210,17 @@ class Settings:
         self.contract_wallets()  # builds the RPC settings, which checks them
         for chain in self.rpc_urls:
             _require(chain in self.chains, f"rpc_urls names {chain}, which is not in chains")
+        self._validate_sessions()
+
+    def _validate_sessions(self) -> None:
+        _require(
+            300 <= self.session_ttl <= MAX_SESSION_TTL,
+            f"session_ttl must be 300..{MAX_SESSION_TTL} seconds (30 days)",
+        )
+        _require(
+            60 <= self.session_idle_ttl <= self.session_ttl,
+            "session_idle_ttl must be 60 seconds..session_ttl",
+        )
 
     def _validate_operations(self) -> None:
         _require(1 <= self.header_timeout <= 300, "header_timeout must be 1..300 seconds")
@@ -337,7 +357,7 @@ def _coerce(values: dict[str, Any]) -> dict[str, Any]:
         raise ConfigurationError("invalid_setting", f"unknown settings: {sorted(unknown)}")
     out = dict(values)
     for name, value in values.items():
-        out[name] = _coerce_one(name, value)
+        out[name] = _flag(name, value) if name in BOOL_SETTINGS else _coerce_one(name, value)
     return out
 
 
@@ -347,7 +367,13 @@ def _coerce_one(name: str, value: Any) -> Any:
         if not isinstance(items, list | tuple):
             raise ConfigurationError("invalid_setting", f"{name} must be a list")
         return tuple(str(item).strip() for item in items if str(item).strip())
-    if name in INT_SETTINGS | LIMIT_SETTINGS | OPERATION_INT_SETTINGS | FLOAT_SETTINGS:
+    if name in (
+        INT_SETTINGS
+        | LIMIT_SETTINGS
+        | OPERATION_INT_SETTINGS
+        | FLOAT_SETTINGS
+        | SESSION_INT_SETTINGS
+    ):
         return _number(name, value, float if name in FLOAT_SETTINGS else int)
     if name in MAPPING_SETTINGS:
         return _string_table(name, value)
@@ -358,6 +384,15 @@ def _coerce_one(name: str, value: Any) -> Any:
     if not isinstance(value, str):
         raise ConfigurationError("invalid_setting", f"{name} must be a string")
     return value
+
+
+def _flag(name: str, value: Any) -> bool:
+    """A TOML boolean, or ``true``/``false`` from a flag or the environment."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in {"true", "false"}:
+        return value.strip().lower() == "true"
+    raise ConfigurationError("invalid_setting", f"{name} must be true or false")
 
 
 def _number(name: str, value: Any, kind: type[int] | type[float]) -> int | float:

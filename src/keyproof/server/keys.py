@@ -9,7 +9,6 @@ The file lives in the data directory with mode 0600 and is replaced atomically.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -29,6 +28,7 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
+from keyproof import jose
 from keyproof._files import require_private
 from keyproof._time import Clock
 from keyproof.crypto.encoding import encode_base64url, parse_base64url
@@ -58,8 +58,7 @@ logger = logging.getLogger("keyproof.server.keys")
 def jwk_thumbprint(public_jwk: dict[str, str]) -> str:
     """RFC 7638 thumbprint of an OKP key: SHA-256 over the required members, sorted."""
     members = {k: public_jwk[k] for k in ("crv", "kty", "x")}
-    canonical = json.dumps(members, separators=(",", ":"), sort_keys=True)
-    return encode_base64url(hashlib.sha256(canonical.encode("ascii")).digest())
+    return jose.jwk_thumbprint(jose.public_key_from_jwk(members))
 
 
 @dataclass(frozen=True)
@@ -85,7 +84,7 @@ class SigningKey:
             "crv": "Ed25519",
             "x": encode_base64url(raw),
             "kid": self.kid,
-            "alg": "EdDSA",
+            "alg": "Ed25519",  # RFC 9864
             "use": "sig",
         }
 

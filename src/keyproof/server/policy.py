@@ -6,6 +6,9 @@ exact: no case folding, no other wildcards. A token carries ``signed ∩ granted
 
 A token lives for the shortest lifetime among its granted scopes, so its lifetime is a
 function of its scope set that never grows when a scope is added (specs §4).
+
+Sender constraint (specs "DPoP"): a token carrying any of ``dpop_scopes`` is only
+issued with a DPoP proof, and with ``dpop_required`` every token is.
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ class Policy:
     namespaces: Mapping[str, frozenset[str]] = field(default_factory=dict)
     accounts: Mapping[str, frozenset[str]] = field(default_factory=dict)
     lifetimes: Mapping[str, int] = field(default_factory=dict)
+    dpop_scopes: frozenset[str] = frozenset()
+    dpop_required: bool = False
 
     def __post_init__(self) -> None:
         _check_namespaces(self.namespaces)
@@ -71,11 +76,21 @@ class Policy:
                 raise ConfigurationError("invalid_policy", f"lifetime for unknown scope {scope!r}")
             if not 0 < seconds <= MAX_TOKEN_LIFETIME:
                 raise ConfigurationError("invalid_policy", f"lifetime of {scope!r} out of range")
+        for scope in self.dpop_scopes - self.scopes:
+            raise ConfigurationError("invalid_policy", f"dpop_scopes: unknown scope {scope!r}")
 
     @classmethod
     def from_toml(cls, table: Mapping[str, Any]) -> Policy:
         """Build from the ``[policy]`` table of the configuration file."""
-        unknown = set(table) - {"scopes", "default", "namespaces", "accounts", "lifetimes"}
+        unknown = set(table) - {
+            "scopes",
+            "default",
+            "namespaces",
+            "accounts",
+            "lifetimes",
+            "dpop_scopes",
+            "dpop_required",
+        }
         if unknown:
             raise ConfigurationError("invalid_policy", f"unknown policy keys: {sorted(unknown)}")
         scopes = _grant_set(table.get("scopes", sorted(cls.scopes)), "policy.scopes")
@@ -87,6 +102,8 @@ class Policy:
             namespaces=_grant_table(table.get("namespaces", {}), "policy.namespaces"),
             accounts=_grant_table(table.get("accounts", {}), "policy.accounts"),
             lifetimes=_lifetimes(table.get("lifetimes", {})),
+            dpop_scopes=_grant_set(table.get("dpop_scopes", []), "policy.dpop_scopes"),
+            dpop_required=_flag(table.get("dpop_required", False), "policy.dpop_required"),
         )
 
     def _is_known_grant(self, grant: str) -> bool:
@@ -106,6 +123,10 @@ class Policy:
         grants = self.default | self.namespaces.get(namespace, frozenset())
         grants |= self.accounts.get(account_id, frozenset())
         return frozenset(s for s in self.scopes if _granted(s, grants))
+
+    def needs_dpop(self, scopes: Iterable[str]) -> bool:
+        """Whether a token for ``scopes`` may only be issued bound to a DPoP key."""
+        return self.dpop_required or not self.dpop_scopes.isdisjoint(scopes)
 
     def lifetime(self, scopes: Iterable[str], default: int) -> int:
         """The shortest lifetime configured for any of ``scopes``, else ``default``."""
@@ -147,6 +168,12 @@ def _grant_table(value: Any, where: str) -> dict[str, frozenset[str]]:
     if not isinstance(value, dict):
         raise ConfigurationError("invalid_policy", f"{where} must be a table")
     return {str(k): _grant_set(v, f"{where}.{k}") for k, v in value.items()}
+
+
+def _flag(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigurationError("invalid_policy", f"{where} must be true or false")
+    return value
 
 
 def _lifetimes(value: Any) -> dict[str, int]:

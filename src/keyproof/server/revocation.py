@@ -3,7 +3,9 @@
 Revocation: whoever holds a token may revoke it; the answer is the same whether the
 token was valid, unknown or malformed (RFC 7009 §2.2), so the endpoint is no oracle.
 A revoked token's ``jti`` is kept in the store (``Kind.REVOKED``) until the token
-could no longer validate anyway (``exp`` plus the verification leeway).
+could no longer validate anyway (``exp`` plus the verification leeway). A refresh token
+(found by lookup, whatever ``token_type_hint`` says) ends its whole session on every
+replica; access tokens of a revoked session (their ``sid``) are inactive from then on.
 
 Introspection: a resource server authenticated with configured client credentials
 (HTTP Basic, RFC 6749 §2.3.1) learns whether a token is active. Revoked, expired,
@@ -23,8 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 from keyproof._time import Clock
 from keyproof.errors import ClientAuthenticationFailed, TokenInvalid
+from keyproof.server.sessions import Sessions
 from keyproof.stores.base import Kind, Store
-from keyproof.tokens import DEFAULT_LEEWAY, verify_access_token
+from keyproof.tokens import DEFAULT_LEEWAY, confirmation_jkt, verify_access_token
 
 if TYPE_CHECKING:
     from keyproof.server.service import KeySource
@@ -45,9 +48,11 @@ class Revocation:
         *,
         issuer: str,
         audiences: tuple[str, ...],
+        sessions: Sessions,
         clock: Clock = time.time,
     ) -> None:
         self._store = store
+        self._sessions = sessions
         self._keys = keys
         self._issuer = issuer
         self._audiences = audiences
@@ -73,7 +78,13 @@ class Revocation:
         raise failure
 
     async def revoke(self, token: str) -> None:
-        """Revoke ``token`` if it is one of ours and still valid; silently ignore others."""
+        """Revoke ``token`` if it is one of ours and still valid; silently ignore others.
+
+        A refresh token ends its session. Either kind is found whatever ``token_type_hint``
+        says (RFC 7009 §2.1: the hint only speeds up a lookup, and these two differ in shape).
+        """
+        if await self._sessions.revoke_token(token):
+            return
         try:
             claims = self._verified(token, DEFAULT_LEEWAY)
         except TokenInvalid:
@@ -81,8 +92,11 @@ class Revocation:
         remaining = int(claims["exp"]) + DEFAULT_LEEWAY - int(self._clock())
         await self._store.add(Kind.REVOKED, claims["jti"], b"1", max(remaining, 1))
 
-    async def is_revoked(self, jti: str) -> bool:
-        return await self._store.get(Kind.REVOKED, jti) is not None
+    async def is_revoked(self, claims: Mapping[str, Any]) -> bool:
+        """Whether a verified token was revoked, itself or with its session."""
+        if await self._store.get(Kind.REVOKED, claims["jti"]) is not None:
+            return True
+        return "sid" in claims and await self._sessions.is_revoked(claims["sid"])
 
     async def introspect(self, token: str) -> dict[str, Any]:
         """The RFC 7662 response for ``token``: its claims if active, else only ``active``."""
@@ -90,10 +104,13 @@ class Revocation:
             claims = self._verified(token, 0)
         except TokenInvalid:
             return {"active": False}
-        if await self.is_revoked(claims["jti"]):
+        if await self.is_revoked(claims):
             return {"active": False}
-        response: dict[str, Any] = {"active": True, "token_type": "Bearer"}
+        jkt = confirmation_jkt(claims)
+        response: dict[str, Any] = {"active": True, "token_type": "DPoP" if jkt else "Bearer"}
         response.update({name: claims[name] for name in INTROSPECTED_CLAIMS})
+        if jkt is not None:  # RFC 9449 §6.2
+            response["cnf"] = {"jkt": jkt}
         return response
 
 

@@ -1,12 +1,24 @@
-"""The protocol: issue a challenge, redeem a signed message for a token (specs/protocol.md §1).
+"""The protocol: issue a challenge, redeem a signed message for a token, refresh a
+session (specs/protocol.md §1, "Refresh tokens").
 
 This module is the only place that knows the order of checks on redeem:
 
     failed attempts of the client and its network under their limits -> size limits
-    -> strict parse -> look up binding (read only) -> fields match the binding
-    -> time window -> signature over the exact bytes received (offline; a contract
-    wallet on chain only when that fails) -> atomic consume of the nonce -> policy
-    -> mint
+    -> strict parse -> look up binding (read only) -> fields match the binding (the
+    DPoP key named in the message too) -> time window -> signature over the exact
+    bytes received (offline; a contract wallet on chain only when that fails) ->
+    sender constraint (a DPoP proof verified, its nonce and jti checked; or, without
+    one, refused if the sign-in is key-bound or a scope needs DPoP) -> atomic consume
+    of the nonce -> policy -> mint (+ a session and its refresh token for a
+    DPoP-bound sign-in)
+
+and on refresh:
+
+    failed attempts under their limits -> DPoP proof verified (stateless, nonce) ->
+    session record looked up (read only; a used token ends the session) -> session
+    not revoked -> not past its absolute end -> proof by the session's key -> proof
+    jti single-use -> requested scopes within the session's -> policy re-checked ->
+    rotation (tombstone, then atomic take: one of concurrent refreshes wins) -> mint
 
 Every redeem decision goes to the audit log; a refusal other than a replay of an
 already redeemed message counts as a failed attempt of the client IP and, once the
@@ -25,11 +37,12 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import re
 import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
-from typing import Protocol
+from dataclasses import asdict, dataclass, field, replace
+from typing import Final, Protocol
 
 from keyproof._time import Clock, check_window, rfc3339
 from keyproof.accounts import (
@@ -42,9 +55,12 @@ from keyproof.accounts import (
     parse_account,
 )
 from keyproof.chain import MAX_CONTRACT_SIGNATURE_CHARS, ContractWallets
+from keyproof.dpop import DPoPProof
 from keyproof.errors import (
     BindingCode,
     BindingMismatch,
+    DPoPNonceRequired,
+    DPoPProofInvalid,
     InvalidRequest,
     InvalidScope,
     KeyproofError,
@@ -58,16 +74,21 @@ from keyproof.errors import (
 )
 from keyproof.messages import recap
 from keyproof.server._ratelimit import RateLimiter
+from keyproof.server._token_dpop import DPoPNonces, TokenEndpointProofs
 from keyproof.server.audit import AuditLog
 from keyproof.server.keys import KeySet
 from keyproof.server.minting import AccessToken, mint_access_token
 from keyproof.server.origins import RelyingParty
 from keyproof.server.policy import Policy, parse_scope_string
+from keyproof.server.sessions import SessionRecord, Sessions
 from keyproof.stores.base import Kind, Store
 
 __all__ = ["Challenge", "KeySource", "Service", "SignInConfig"]
 
 MAX_MESSAGE_BYTES = 8192
+JKT_URI_PREFIX: Final = "urn:ietf:params:oauth:jwk-thumbprint:sha-256:"
+"""RFC 9278: the resource naming the DPoP key a sign-in is bound to."""
+_JKT: Final = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +107,9 @@ class SignInConfig:
     policy: Policy
     relying_parties: Mapping[str, RelyingParty] = field(default_factory=dict)
     """Origin -> the browser app whose domain and URI its challenges carry (§6.1)."""
+    session_ttl: int = 86400
+    session_idle_ttl: int = 7200
+    dpop_nonce: bool = False
 
 
 class KeySource(Protocol):
@@ -119,6 +143,8 @@ class Binding:
     scopes: tuple[str, ...]
     issued_at: int
     expires_at: int
+    dpop_jkt: str | None = None
+    """The DPoP key thumbprint the sign-in is bound to, written into the message."""
 
     def encode(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
@@ -153,6 +179,7 @@ class Service:
         audit: AuditLog,
         wallets: ContractWallets,
         clock: Clock = time.time,
+        sessions: Sessions | None = None,
     ) -> None:
         self._config = config
         self._store = store
@@ -161,6 +188,15 @@ class Service:
         self._audit = audit
         self._wallets = wallets
         self._clock = clock
+        nonces = DPoPNonces(keys, enabled=config.dpop_nonce, clock=clock)
+        self._dpop = TokenEndpointProofs(store, nonces, issuer=config.issuer, clock=clock)
+        self._sessions = sessions or Sessions(
+            store, ttl=config.session_ttl, idle_ttl=config.session_idle_ttl, clock=clock
+        )
+
+    def dpop_nonce(self) -> str | None:
+        """The ``DPoP-Nonce`` token responses carry, or None when nonces are off."""
+        return self._dpop.nonces.current()
 
     # -- challenge ---------------------------------------------------------------------
 
@@ -173,13 +209,18 @@ class Service:
         client_ip: str | None = None,
         origin: str | None = None,
         browser_origin: str | None = None,
+        dpop_jkt: str | None = None,
     ) -> Challenge:
         """Bind a fresh nonce to the account, scopes and audience; return the text to sign.
 
         ``client_ip`` is None only for in-process callers, which have no IP to limit.
         ``browser_origin`` is the request's ``Origin`` header and ``origin`` a relying
         party the client names itself; either selects the domain and URI (§6.1).
+        ``dpop_jkt`` binds the sign-in to a DPoP key: the message names it, and only a
+        proof by that key redeems it.
         """
+        if dpop_jkt is not None and _JKT.fullmatch(dpop_jkt) is None:
+            raise InvalidRequest("invalid_field", "dpop_jkt must be a SHA-256 JWK thumbprint")
         await self._limiter.admit_challenge(client_ip)
         parsed = parse_account(account, self._config.chains)
         family = _family(parsed)
@@ -199,6 +240,7 @@ class Service:
             scopes=scopes,
             issued_at=now,
             expires_at=now + self._config.challenge_ttl,
+            dpop_jkt=dpop_jkt,
         )
         text = family.render(self._challenge_text(parsed, binding, nonce))
         stored = await self._store.add(
@@ -247,10 +289,12 @@ class Service:
     def _challenge_text(self, account: Account, binding: Binding, nonce: str) -> ChallengeText:
         statement: str | None = self._config.statement or None
         resources: tuple[str, ...] = ()
-        if binding.scopes:
+        if binding.dpop_jkt is not None:
+            resources = (JKT_URI_PREFIX + binding.dpop_jkt,)
+        if binding.scopes:  # the ReCap stays the last resource
             resource = recap.encode_recap(binding.audience, binding.scopes)
             statement = recap.statement_with_recap(statement, recap.decode_recap(resource))
-            resources = (resource,)
+            resources = (*resources, resource)
         return ChallengeText(
             account=account,
             domain=binding.domain,
@@ -265,15 +309,22 @@ class Service:
     # -- redeem ------------------------------------------------------------------------
 
     async def redeem(
-        self, message: str, signature: str, *, client_ip: str | None = None
+        self,
+        message: str,
+        signature: str,
+        *,
+        client_ip: str | None = None,
+        dpop_proof: str | None = None,
     ) -> AccessToken:
         """Check a signed challenge in protocol order; consume its nonce; mint a token.
 
-        Every outcome is audited; refusals count against the client's limits.
+        With a valid ``dpop_proof`` (the request's ``DPoP`` header) the token is bound to
+        the proof's key and comes with a refresh token. Every outcome is audited;
+        refusals count against the client's limits.
         """
         attempt = _Attempt(client_ip)
         try:
-            token = await self._redeem(message, signature, attempt)
+            token = await self._redeem(message, signature, dpop_proof, attempt)
         except KeyproofError as refusal:
             await self._refused(attempt, refusal)
             raise
@@ -288,9 +339,11 @@ class Service:
         )
         return token
 
-    async def _refused(self, attempt: _Attempt, refusal: KeyproofError) -> None:
+    async def _refused(
+        self, attempt: _Attempt, refusal: KeyproofError, event: str = "login"
+    ) -> None:
         self._audit.record(
-            "login",
+            event,
             "refused",
             code=refusal.code,
             account=attempt.account,
@@ -298,14 +351,19 @@ class Service:
             nonce=attempt.nonce,
         )
         # A replay proves nothing new and is refused before any signature check;
-        # store outages and limits already hit are not the client's failures.
-        if refusal.code == "nonce_used" or isinstance(refusal, RateLimited | Unavailable):
+        # store outages, limits already hit and a request for a fresh DPoP nonce (a
+        # normal step of the protocol) are not the client's failures.
+        if refusal.code == "nonce_used" or isinstance(
+            refusal, RateLimited | Unavailable | DPoPNonceRequired
+        ):
             return
         account = attempt.account if attempt.bound else None
         with contextlib.suppress(Unavailable):  # the attempt is refused either way
             await self._limiter.record_failure(client_ip=attempt.client_ip, account=account)
 
-    async def _redeem(self, message: str, signature: str, attempt: _Attempt) -> AccessToken:
+    async def _redeem(
+        self, message: str, signature: str, dpop_proof: str | None, attempt: _Attempt
+    ) -> AccessToken:
         await self._limiter.admit_token(attempt.client_ip)
         signed_bytes = _bounded_bytes(message, signature)
         family = family_for_message(message)
@@ -321,19 +379,97 @@ class Service:
         signed_scopes = _signed_scopes(parsed, binding)
         self._check_times(parsed, binding)
         await self._verify_signature(family, account, signed_bytes, signature)
+        proof = await self._sender_constraint(binding, signed_scopes, dpop_proof)
         await self._consume(parsed.nonce, binding_bytes)
         granted = self._granted(account, binding, signed_scopes)
-        lifetime = self._config.policy.lifetime(granted, self._config.token_ttl)
+        if proof is None:
+            return self._mint(account.id, binding.audience, granted)
+        record, refresh_token = await self._sessions.start(
+            sub=account.id, audience=binding.audience, scopes=granted, jkt=proof.jkt
+        )
+        token = self._mint(account.id, binding.audience, granted, record)
+        return replace(token, refresh_token=refresh_token)
+
+    async def _sender_constraint(
+        self, binding: Binding, signed: frozenset[str], dpop_proof: str | None
+    ) -> DPoPProof | None:
+        """The request's DPoP proof, checked and used up; None for a bearer sign-in,
+        which is refused when the sign-in is key-bound or a scope needs DPoP."""
+        if dpop_proof is None:
+            policy = self._config.policy
+            asked = signed & set(binding.scopes)
+            if binding.dpop_jkt is None and not policy.needs_dpop(asked):
+                return None
+            what = " ".join(sorted(asked & policy.dpop_scopes)) or "every token"
+            if binding.dpop_jkt is not None:
+                what = "a sign-in bound to a DPoP key"
+            raise DPoPProofInvalid("invalid_dpop_proof", f"a DPoP proof is required for {what}")
+        proof = self._dpop.verify(dpop_proof, jkt=binding.dpop_jkt)
+        await self._dpop.use(proof)
+        return proof
+
+    def _mint(
+        self,
+        account_id: str,
+        audience: str,
+        scopes: tuple[str, ...],
+        session: SessionRecord | None = None,
+    ) -> AccessToken:
         return mint_access_token(
             self._keys.current(),
             issuer=self._config.issuer,
-            subject=account.id,
-            audience=binding.audience,
-            scope=" ".join(granted),
-            client_id=account.id,
-            lifetime=lifetime,
+            subject=account_id,
+            audience=audience,
+            scope=" ".join(scopes),
+            client_id=account_id,
+            lifetime=self._config.policy.lifetime(scopes, self._config.token_ttl),
             now=int(self._clock()),
+            jkt=session.jkt if session else None,
+            sid=session.sid if session else None,
         )
+
+    # -- refresh -----------------------------------------------------------------------
+
+    async def refresh(
+        self,
+        refresh_token: str,
+        scope: str | None,
+        *,
+        dpop_proof: str | None,
+        client_ip: str | None = None,
+    ) -> AccessToken:
+        """Rotate a session's refresh token and mint its next access token, in protocol
+        order; audited like a sign-in."""
+        attempt = _Attempt(client_ip)
+        try:
+            token = await self._refresh(refresh_token, scope, dpop_proof, attempt)
+        except KeyproofError as refusal:
+            await self._refused(attempt, refusal, "refresh")
+            raise
+        jti = str(token.claims["jti"])
+        self._audit.record(
+            "refresh", "success", code=None, account=attempt.account, client_ip=client_ip, jti=jti
+        )
+        return token
+
+    async def _refresh(
+        self, refresh_token: str, scope: str | None, dpop_proof: str | None, attempt: _Attempt
+    ) -> AccessToken:
+        await self._limiter.admit_token(attempt.client_ip)
+        proof = self._dpop.verify(dpop_proof, jkt=None)
+        record = await self._sessions.lookup(refresh_token)
+        attempt.account = record.sub
+        await self._sessions.check_live(record)
+        if proof.jkt != record.jkt:
+            raise DPoPProofInvalid("invalid_dpop_proof", "the proof is signed by another key")
+        await self._dpop.use(proof)
+        scopes = _narrowed(record.scopes, scope)
+        account = parse_account(record.sub, self._config.chains)
+        grantable = self._config.policy.grantable(account.id, account.namespace)
+        granted = tuple(s for s in scopes if s in grantable)
+        successor = await self._sessions.rotate(refresh_token, record)
+        token = self._mint(record.sub, record.audience, granted, record)
+        return replace(token, refresh_token=successor)
 
     async def _missing_nonce(self, nonce: str) -> NonceRejected:
         if await self._store.get(Kind.USED_NONCE, nonce) is not None:
@@ -421,10 +557,31 @@ def _check_binding(message: SignInMessage, account: Account, binding: Binding) -
         # An origin scheme, where the format has one, must be the configured URI's.
         ("domain_mismatch", message.scheme in (None, _scheme(binding.uri))),
         ("uri_mismatch", message.uri == binding.uri),
+        ("dpop_key_mismatch", _named_jkts(message) == _bound_jkts(binding)),
     )
     for code, ok in checks:
         if not ok:
             raise BindingMismatch(code, f"message does not match the challenge ({code})")
+
+
+def _named_jkts(message: SignInMessage) -> list[str]:
+    """The DPoP keys the signed message names as RFC 9278 resources."""
+    return [r[len(JKT_URI_PREFIX) :] for r in message.resources if r.startswith(JKT_URI_PREFIX)]
+
+
+def _bound_jkts(binding: Binding) -> list[str]:
+    return [] if binding.dpop_jkt is None else [binding.dpop_jkt]
+
+
+def _narrowed(session_scopes: tuple[str, ...], scope: str | None) -> tuple[str, ...]:
+    """The scopes a refresh asks for: the session's, or a subset of them (RFC 6749 §6)."""
+    if scope is None:
+        return session_scopes
+    asked = parse_scope_string(scope)
+    wider = [s for s in asked if s not in session_scopes]
+    if wider:
+        raise InvalidScope("scope_not_allowed", f"not granted to this session: {wider[0]}")
+    return asked
 
 
 def _scheme(uri: str) -> str:

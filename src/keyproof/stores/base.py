@@ -1,7 +1,8 @@
 """The store interface: a handful of atomic operations every backend provides.
 
-keyproof keeps four kinds of short-lived state (specs/protocol.md §8): outstanding challenges,
-revoked token ids, used signed-action ids and rate-limit counters. Every entry has a
+keyproof keeps short-lived state of a few kinds (specs/protocol.md §8): outstanding
+challenges, revoked token ids, used signed-action ids, rate-limit counters, used DPoP
+proof ids, and sessions (refresh tokens, their tombstones, revoked sessions). Every entry has a
 time to live; nothing is kept forever. Each operation is one atomic step on the
 backend, so several processes or replicas sharing a store keep the guarantees of one.
 """
@@ -22,6 +23,10 @@ class Kind(StrEnum):
     REVOKED = "revoked"
     ACTION = "action"
     COUNTER = "counter"
+    DPOP_PROOF = "dpop_proof"
+    REFRESH = "refresh"
+    REFRESH_USED = "refresh_used"
+    SESSION_REVOKED = "session_revoked"
 
 
 class Store(abc.ABC):
