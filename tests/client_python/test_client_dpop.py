@@ -19,7 +19,7 @@ import httpx
 import jwt
 import pytest
 from keyproof_client import KEY_TYPES, KeyproofAuth, KeyproofClientError, generate_key
-from keyproof_client._dpop import DPoPKey
+from keyproof_client._dpop import DPoPKey, htu
 from keyproof_client._signin import JKT_URI, SESSION_ENDED, SignIn
 
 from keyproof import jose
@@ -119,6 +119,26 @@ async def test_a_session_is_bound_to_its_key_and_every_request_proves_it_async(
         answers = [await client.get(services.me, params={"page": n}) for n in (1, 2)]
     assert [a.json()["token_type"] for a in answers] == ["DPoP", "DPoP"]
     check_bound_session(services, auth, traffic, "Ed25519")
+
+
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        ("https://api.example.com/jobs?page=2#top", "https://api.example.com/jobs"),
+        ("HTTPS://API.example.com:443", "https://api.example.com/"),
+        ("http://127.0.0.1:8000/a%3Fb?c=%23", "http://127.0.0.1:8000/a%3Fb"),
+        ("http://[::1]:8000/x#y?z", "http://[::1]:8000/x"),
+    ],
+)
+def test_a_proof_names_the_url_without_its_query_and_fragment(url: str, named: str):
+    assert htu(url) == named == claims_of(DPoPKey().proof("GET", url, now=0))["htu"]
+
+
+def test_a_percent_encoded_path_is_proved_as_sent(services: Services):
+    auth, _ = frozen_auth(services)
+    with httpx.Client(auth=auth) as client:
+        answer = client.get(f"{services.resource}/m%65")  # /me, spelt otherwise
+    assert answer.status_code == 200 and answer.json()["token_type"] == "DPoP"
 
 
 def test_the_token_alone_is_refused_by_the_resource_server(services: Services):

@@ -26,7 +26,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from keyproof import jose
-from keyproof.dpop import DPOP_TYPE, access_token_hash
+from keyproof.dpop import DPOP_TYPE, access_token_hash, normalized_htu
 
 from keyproof_client._errors import KeyproofClientError
 
@@ -85,8 +85,12 @@ class DPoPKey:
 
 
 def htu(url: httpx.URL | str) -> str:
-    """The request URL a proof names: without query and fragment (RFC 9449 §4.2)."""
-    return str(httpx.URL(url).copy_with(query=None, fragment=None))
+    """The request URL a proof names: without query and fragment (RFC 9449 §4.2), in
+    the normal form verifiers compare (RFC 3986 §6.2.2-6.2.3), as keyproof does."""
+    # httpx percent-encodes the URL, so the first "?" or "#" ends the path; cutting the
+    # text is far cheaper than building a new URL.
+    target = str(httpx.URL(url)).partition("#")[0].partition("?")[0]
+    return normalized_htu(target) or target
 
 
 class ServerNonces:
