@@ -34,10 +34,10 @@ from typing import Any, Literal
 import httpx
 
 from keyproof_client._dpop import (
-    DPOP_ALGORITHMS,
     DPoPAlgorithm,
     DPoPKey,
     ServerNonces,
+    checked_algorithm,
     resource_asks_for_nonce,
 )
 from keyproof_client._errors import KeyproofClientError
@@ -91,16 +91,13 @@ class KeyproofAuth(httpx.Auth):
     ) -> None:
         if not renew_before >= 0:  # also refuses NaN
             raise KeyproofClientError("invalid_setting", "renew_before must be >= 0 seconds")
-        if dpop_alg not in DPOP_ALGORITHMS:
-            raise KeyproofClientError(
-                "invalid_setting", f"dpop_alg must be one of {DPOP_ALGORITHMS}"
-            )
+        alg = checked_algorithm(dpop_alg)
         self._sign_in = SignIn.build(
             issuer, key, scope=scope, audience=audience, domain=domain, chain=chain
         )
         self._renew_before = renew_before
         self._clock = clock
-        self._dpop_alg: DPoPAlgorithm | None = dpop_alg if dpop else None
+        self._dpop_alg: DPoPAlgorithm | None = alg if dpop else None
         self._session: _Session | None = None
         self._nonces = ServerNonces()
         self._lock = RenewalLock()

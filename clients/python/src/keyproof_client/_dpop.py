@@ -43,14 +43,10 @@ class DPoPKey:
 
     def __init__(self, alg: DPoPAlgorithm = "ES256") -> None:
         private: ec.EllipticCurvePrivateKey | Ed25519PrivateKey
-        if alg == "ES256":
+        if checked_algorithm(alg) == "ES256":
             private = ec.generate_private_key(ec.SECP256R1())
-        elif alg == "Ed25519":
-            private = Ed25519PrivateKey.generate()
         else:
-            raise KeyproofClientError(
-                "invalid_setting", f"dpop_alg must be one of {DPOP_ALGORITHMS}"
-            )
+            private = Ed25519PrivateKey.generate()
         self.alg: DPoPAlgorithm = alg
         self._private = private
         self._jwk = jose.public_jwk(private.public_key())
@@ -82,6 +78,14 @@ class DPoPKey:
             claims["nonce"] = nonce
         header = {"typ": DPOP_TYPE, "alg": self.alg, "jwk": self._jwk}
         return jose.sign_compact(header, claims, self._private)
+
+
+def checked_algorithm(alg: str) -> DPoPAlgorithm:
+    """``alg`` if the client makes proofs with it, else ``invalid_setting``."""
+    for known in DPOP_ALGORITHMS:
+        if alg == known:
+            return known
+    raise KeyproofClientError("invalid_setting", f"dpop_alg must be one of {DPOP_ALGORITHMS}")
 
 
 def htu(url: httpx.URL | str) -> str:
