@@ -13,11 +13,12 @@ import contextlib
 import hashlib
 import secrets
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -25,6 +26,7 @@ from keyproof_client import KeyproofAuth, generate_key
 
 from keyproof.testing import FrozenClock, KeyproofServer, ServerProcess, free_port
 
+T = TypeVar("T")
 HERE = Path(__file__).resolve().parent
 TOKEN_PATH = "/v1/token"
 SCOPE = "profile:read"
@@ -148,3 +150,19 @@ def frozen_auth(
     clock = FrozenClock(time.time())
     key = generate_key(key_type)
     return KeyproofAuth(services.issuer, key, scope=SCOPE, clock=clock, **options), clock
+
+
+def in_threads(count: int, call: Callable[[], T]) -> list[T]:
+    """``call`` in ``count`` threads released together (bounded waits); the results."""
+    start, results = threading.Barrier(count), []
+
+    def run() -> None:
+        start.wait(timeout=10)
+        results.append(call())
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return results

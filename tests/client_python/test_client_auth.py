@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 import time
 
 import httpx
@@ -19,7 +18,17 @@ from keyproof_client import KEY_TYPES, KeyproofAuth, KeyproofClientError, genera
 from keyproof.crypto.encoding import encode_base64url
 from keyproof.testing import FrozenClock
 
-from .conftest import SCOPE, Services, Traffic, async_client, frozen_auth, revoke, step, sync_client
+from .conftest import (
+    SCOPE,
+    Services,
+    Traffic,
+    async_client,
+    frozen_auth,
+    in_threads,
+    revoke,
+    step,
+    sync_client,
+)
 
 NAN = float("nan")
 
@@ -208,19 +217,9 @@ def test_a_streamed_upload_is_not_sent_twice(services: Services):
 
 def test_threads_sharing_one_auth_sign_in_once(services: Services):
     auth, _ = frozen_auth(services, "secp256k1")
-    traffic, statuses = Traffic(), []
-    start = threading.Barrier(8)
-
-    def call(client: httpx.Client) -> None:
-        start.wait(timeout=10)
-        statuses.append(client.get(services.me).status_code)
-
+    traffic = Traffic()
     with sync_client(auth, traffic) as client:
-        threads = [threading.Thread(target=call, args=(client,)) for _ in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=30)
+        statuses = in_threads(8, lambda: client.get(services.me).status_code)
     assert statuses == [200] * 8
     assert traffic.sign_ins == 1
 

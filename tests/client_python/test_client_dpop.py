@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -33,6 +32,7 @@ from .conftest import (
     Traffic,
     async_client,
     frozen_auth,
+    in_threads,
     revoke,
     running_services,
     sync_client,
@@ -337,21 +337,11 @@ def test_a_resource_servers_nonce_is_used_and_kept(services: Services):
 
 def test_threads_sharing_one_auth_refresh_once(services: Services):
     auth, clock = frozen_auth(services, "ethereum")
-    traffic, statuses = Traffic(), []
-    start = threading.Barrier(8)
-
-    def call(client: httpx.Client) -> None:
-        start.wait(timeout=10)
-        statuses.append(client.get(services.me).status_code)
-
+    traffic = Traffic()
     with sync_client(auth, traffic) as client:
         client.get(services.me)
         clock.now = auth.token.expires_at
-        threads = [threading.Thread(target=call, args=(client,)) for _ in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=30)
+        statuses = in_threads(8, lambda: client.get(services.me).status_code)
     assert statuses == [200] * 8
     assert (traffic.sign_ins, traffic.refreshes) == (1, 1)
 
@@ -371,25 +361,15 @@ async def test_tasks_sharing_one_auth_refresh_once(services: Services):
 async def test_a_sync_and_an_async_client_sharing_one_auth_refresh_once(services: Services):
     """Two refreshes of one refresh token would end the session (reuse detection)."""
     auth, clock = frozen_auth(services, "ed25519")
-    traffic, statuses = Traffic(), []
+    traffic = Traffic()
     with sync_client(auth, traffic) as sync_api:
         sync_api.get(services.me)
         clock.now = auth.token.expires_at
-        start = threading.Barrier(5)
-
-        def call() -> None:
-            start.wait(timeout=10)
-            statuses.append(sync_api.get(services.me).status_code)
-
-        threads = [threading.Thread(target=call) for _ in range(4)]
-        for thread in threads:
-            thread.start()
         async with async_client(auth, traffic) as async_api:
-            await asyncio.to_thread(start.wait, 10)
-            answers = await asyncio.gather(*(async_api.get(services.me) for _ in range(4)))
-        for thread in threads:
-            thread.join(timeout=30)
-    assert statuses + [a.status_code for a in answers] == [200] * 8
+            threads = asyncio.to_thread(in_threads, 4, lambda: sync_api.get(services.me))
+            tasks = (async_api.get(services.me) for _ in range(4))
+            from_threads, *from_tasks = await asyncio.gather(threads, *tasks)
+    assert [a.status_code for a in [*from_threads, *from_tasks]] == [200] * 8
     assert (traffic.sign_ins, traffic.refreshes) == (1, 1)
     assert "refresh 400" not in traffic.paths()
 
