@@ -119,13 +119,16 @@ def _dpop_proof_case(calls: int, rounds: int) -> dict[str, Any]:
 
     import httpx
     import jwt
+    from cryptography.hazmat.primitives.asymmetric import ec
     from keyproof_client._dpop import DPoPKey
 
+    from keyproof import jose
     from keyproof.dpop import access_token_hash
 
     key, token = DPoPKey("ES256"), "a" * 600
     url = httpx.URL("https://api.example.com/jobs?page=2")  # what a request carries
-    private, header = key._private, {"typ": "dpop+jwt", "jwk": key._jwk}
+    private = ec.generate_private_key(ec.SECP256R1())
+    header = {"typ": "dpop+jwt", "jwk": jose.public_jwk(private.public_key())}
 
     def baseline() -> object:
         htu = str(url.copy_with(query=None))

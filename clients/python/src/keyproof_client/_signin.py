@@ -122,6 +122,8 @@ class SignIn:
 
     @property
     def token_endpoint(self) -> str:
+        """Where tokens are asked for, and the ``htu`` of their proofs: the metadata's
+        ``token_endpoint``, since the issuer URL is the issuer's own name (§10.2)."""
         return self.issuer + "/v1/token"
 
     def flow(
