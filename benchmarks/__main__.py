@@ -109,7 +109,37 @@ def cases(calls: int, rounds: int) -> list[dict[str, Any]]:
     results.append(_token_case(calls, rounds))
     results.append(_redeem_case(max(calls // 4, 1)))
     results.append(_personal_sign_case(text, calls, rounds))
+    results.append(_dpop_proof_case(calls, rounds))
     return results
+
+
+def _dpop_proof_case(calls: int, rounds: int) -> dict[str, Any]:
+    """keyproof-client's per-request ES256 DPoP proof (keyproof.jose) against PyJWT's."""
+    import secrets
+
+    import httpx
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from keyproof_client._dpop import DPoPKey
+
+    from keyproof import jose
+    from keyproof.dpop import access_token_hash
+
+    key, token = DPoPKey("ES256"), "a" * 600
+    url = httpx.URL("https://api.example.com/jobs?page=2")  # what a request carries
+    private = ec.generate_private_key(ec.SECP256R1())
+    header = {"typ": "dpop+jwt", "jwk": jose.public_jwk(private.public_key())}
+
+    def baseline() -> object:
+        htu = str(url.copy_with(query=None))
+        claims = {"jti": secrets.token_urlsafe(18), "htm": "GET", "htu": htu, "iat": 1}
+        claims["ath"] = access_token_hash(token)
+        return jwt.encode(claims, private, algorithm="ES256", headers=header)
+
+    def ours() -> object:
+        return key.proof("GET", url, now=1, access_token=token)
+
+    return compare("client_dpop_proof", ours, baseline, "pyjwt.encode ES256", calls, rounds)
 
 
 def _personal_sign_case(text: str, calls: int, rounds: int) -> dict[str, Any]:

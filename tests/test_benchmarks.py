@@ -25,7 +25,7 @@ def test_benchmarks_report_json(tmp_path: Path):
     report = json.loads(output.read_text())
     cases = {row["case"]: row for row in report["results"]}
     expected = {"keccak256", "eip191_recover", "access_token_verify", "eip712_digest"}
-    expected |= {"redeem_pipeline_memory_store", "client_personal_sign"}
+    expected |= {"redeem_pipeline_memory_store", "client_personal_sign", "client_dpop_proof"}
     assert expected | {"contract_check_call_data"} <= set(cases)
     skipped = {row["case"]: row["reason"] for row in report["skipped"]}
     for store in ("sqlite", "redis", "postgres"):

@@ -98,6 +98,34 @@ def test_a_proof_signed_with_the_rfc_9864_name_is_accepted():
     assert verify(proof).jkt == holder.jkt
 
 
+def test_an_es256_proof_from_sign_compact_verifies_with_pyjwt_and_here():
+    holder = Holder("ES256")
+    header = {"alg": "ES256", "typ": "dpop+jwt", "jwk": holder.public_jwk}
+    proof = jose.sign_compact(header, holder.claims(), holder.private)
+    signature = jose.parse_compact(proof, max_length=4096).signature
+    assert len(signature) == 64  # R ‖ S, as WebCrypto signs, not DER
+    public = holder.private.public_key()
+    options = {"verify_iat": False}  # START is a fixed instant
+    assert jwt.decode(proof, public, algorithms=["ES256"], options=options)["htu"] == URL
+    assert verify(proof).jkt == holder.jkt
+
+
+@pytest.mark.parametrize(
+    ("alg", "key"),
+    [
+        ("ES256", Ed25519PrivateKey.generate()),
+        ("Ed25519", ec.generate_private_key(ec.SECP256R1())),
+        ("ES256", ec.generate_private_key(ec.SECP384R1())),
+        ("EdDSA", Ed25519PrivateKey.generate()),
+        ("HS256", b"secret"),
+    ],
+    ids=["es256-ed25519-key", "ed25519-p256-key", "es256-p384-key", "old-name", "hs256"],
+)
+def test_sign_compact_signs_only_with_the_key_its_alg_names(alg: str, key: Any):
+    with pytest.raises(ValueError, match="signs with"):
+        jose.sign_compact({"alg": alg, "typ": "dpop+jwt"}, {"jti": "x"}, key)
+
+
 def test_thumbprint_matches_rfc_8037_example():
     jwk = {"crv": "Ed25519", "kty": "OKP", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
     key = jose.public_key_from_jwk(jwk)

@@ -192,6 +192,17 @@ async def test_public_url_names_the_uri_proofs_are_for_behind_a_proxy(env: Guard
     await refused(await behind.get("/whoami", headers=internal), "invalid_dpop_proof")
 
 
+async def test_a_percent_encoded_path_is_proved_as_the_client_sent_it(env: GuardEnv):
+    # Starlette's request.url decodes the path; the client's htu never does.
+    key, rs = DPoPKey(), await env.guarded()
+    token = bound_token(env, key)
+    for path, status in [("/who%61mi", 200), ("/whoami%3F", 404)]:  # 404: past the guard
+        response = await rs.get(path, headers=dpop(env, key, token, url=f"{RS}{path}"))
+        assert response.status_code == status, response.text
+    decoded = dpop(env, key, token, url=f"{RS}/whoami")
+    await refused(await rs.get("/who%61mi", headers=decoded), "invalid_dpop_proof")
+
+
 async def test_verify_alone_refuses_a_dpop_token(env: GuardEnv, rs: httpx.AsyncClient):
     key = DPoPKey()
     backend = env.backends[0]

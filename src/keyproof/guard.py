@@ -251,10 +251,18 @@ class KeyproofBackend(AuthenticationBackend):
         return KeyproofUser(claims, scheme)
 
     def _request_url(self, conn: HTTPConnection) -> str:
-        """The URL a proof's ``htu`` must name: ``public_url`` + path behind a proxy."""
+        """The URL a proof's ``htu`` must name: ``public_url`` + path behind a proxy.
+
+        The path is the one the client sent, percent-encoding and all (ASGI
+        ``raw_path``): Starlette's ``url`` decodes it, which no client's ``htu`` does.
+        """
+        path = conn.url.path
+        raw = conn.scope.get("raw_path")
+        if isinstance(raw, bytes) and urllib.parse.unquote(raw.decode("latin-1")) == path:
+            path = raw.decode("latin-1")
         if self._public_url is None:
-            return str(conn.url)
-        return self._public_url + conn.url.path
+            return str(conn.url.replace(path=path))
+        return self._public_url + path
 
     async def verify(self, token: str) -> dict[str, Any]:
         """Verify a bearer ``token`` against the issuer's keys (and introspection if set).

@@ -28,7 +28,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from keyproof._json import loads_strict
@@ -106,12 +109,23 @@ def verify_signature(jws: CompactJWS, key: PublicKey) -> None:
 
 
 def sign_compact(header: Mapping[str, Any], payload: Mapping[str, Any], key: Any) -> str:
-    """A compact JWS of compact JSON, signed with an Ed25519 private key (alg ``Ed25519``)."""
-    if not isinstance(key, Ed25519PrivateKey) or header.get("alg") != "Ed25519":
-        raise ValueError("keyproof signs with Ed25519 only")
+    """A compact JWS of compact JSON, signed with an Ed25519 private key (alg ``Ed25519``)
+    or a P-256 one (alg ``ES256``, RFC 7518 §3.4: ``R ‖ S``, as WebCrypto signs)."""
+    alg = header.get("alg")
     signing_input = f"{_segment(header)}.{_segment(payload)}"
-    signature = key.sign(signing_input.encode("ascii"))
+    data = signing_input.encode("ascii")
+    if isinstance(key, Ed25519PrivateKey) and alg == "Ed25519":
+        signature = key.sign(data)
+    elif _is_p256(key) and alg == "ES256":
+        r, s = decode_dss_signature(key.sign(data, ec.ECDSA(hashes.SHA256())))
+        signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    else:
+        raise ValueError("keyproof signs with Ed25519 (alg Ed25519) or P-256 (alg ES256) only")
     return f"{signing_input}.{encode_base64url(signature)}"
+
+
+def _is_p256(key: Any) -> bool:
+    return isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1)
 
 
 def public_key_from_jwk(jwk: Any) -> PublicKey:

@@ -1,36 +1,36 @@
-"""KeyproofAuth against a real issuer and resource server: sync and async, every key kind."""
+"""KeyproofAuth against a real issuer and resource server: sync and async, every key kind.
+
+Sessions are DPoP-bound by default: renewal is a refresh, and ``dpop=False`` keeps the
+bearer behaviour (a new sign-in each time). DPoP specifics are in test_client_dpop.py.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-import threading
 import time
 
 import httpx
 import pytest
 from keyproof_client import KEY_TYPES, KeyproofAuth, KeyproofClientError, generate_key, sign_in
 
+from keyproof.crypto.encoding import encode_base64url
 from keyproof.testing import FrozenClock
 
-from .conftest import Services, Traffic, revoke
+from .conftest import (
+    SCOPE,
+    Services,
+    Traffic,
+    async_client,
+    frozen_auth,
+    in_threads,
+    revoke,
+    step,
+    sync_client,
+)
 
-SCOPE = "profile:read"
 NAN = float("nan")
-
-
-def sync_client(auth: KeyproofAuth, traffic: Traffic) -> httpx.Client:
-    return httpx.Client(auth=auth, event_hooks=traffic.hooks(), timeout=10)
-
-
-def async_client(auth: KeyproofAuth, traffic: Traffic) -> httpx.AsyncClient:
-    return httpx.AsyncClient(auth=auth, event_hooks=traffic.async_hooks(), timeout=10)
-
-
-def frozen_auth(services: Services, key_type: str = "ed25519") -> tuple[KeyproofAuth, FrozenClock]:
-    clock = FrozenClock(time.time())
-    return KeyproofAuth(services.issuer, generate_key(key_type), scope=SCOPE, clock=clock), clock
 
 
 # -- signing in, every key kind ----------------------------------------------------------
@@ -47,6 +47,7 @@ def test_signs_in_on_first_use_and_reuses_the_token_sync(services: Services, key
     assert first.json()["sub"] == key.account() == auth.account
     assert first.json()["scope"] == SCOPE
     assert first.json()["jti"] == second.json()["jti"]
+    assert first.json()["token_type"] == auth.token.token_type == "DPoP"
     assert traffic.paths() == ["/v1/challenge 201", "/v1/token 200", "/me 200", "/me 200"]
 
 
@@ -60,6 +61,7 @@ async def test_signs_in_on_first_use_and_reuses_the_token_async(services: Servic
     assert first.status_code == second.status_code == 200
     assert first.json()["sub"] == key.account()
     assert first.json()["jti"] == second.json()["jti"]
+    assert first.json()["token_type"] == auth.token.token_type == "DPoP"
     assert traffic.paths() == ["/v1/challenge 201", "/v1/token 200", "/me 200", "/me 200"]
 
 
@@ -104,8 +106,9 @@ def test_settings_that_cannot_work_are_refused(issuer: str, renew_before: float)
 # -- renewal before expiry ----------------------------------------------------------------
 
 
-def test_renews_shortly_before_expiry_by_its_clock(services: Services):
-    auth, clock = frozen_auth(services)
+@pytest.mark.parametrize("dpop", [True, False], ids=["dpop", "bearer"])
+def test_renews_shortly_before_expiry_by_its_clock(services: Services, dpop: bool):
+    auth, clock = frozen_auth(services, dpop=dpop)
     traffic = Traffic()
     with sync_client(auth, traffic) as client:
         first = client.get(services.me).json()["jti"]
@@ -116,7 +119,8 @@ def test_renews_shortly_before_expiry_by_its_clock(services: Services):
         clock.now = token.expires_at - 30
         renewed = client.get(services.me).json()["jti"]
     assert renewed != first and auth.token is not token
-    assert traffic.sign_ins == 2
+    # A DPoP session is refreshed; a bearer token needs a new sign-in.
+    assert (traffic.sign_ins, traffic.refreshes) == ((1, 1) if dpop else (2, 0))
 
 
 async def test_renews_at_half_life_when_that_is_sooner_async(services: Services):
@@ -131,10 +135,10 @@ async def test_renews_at_half_life_when_that_is_sooner_async(services: Services)
         assert token is not None
         clock.now = token.obtained_at + 299
         await client.get(services.me)
-        assert traffic.sign_ins == 1
+        assert traffic.refreshes == 0
         clock.now = token.obtained_at + 300
         await client.get(services.me)
-    assert traffic.sign_ins == 2
+    assert (traffic.sign_ins, traffic.refreshes) == (1, 1)
 
 
 # -- one retry on 401 ----------------------------------------------------------------------
@@ -150,6 +154,19 @@ def test_revoked_token_is_replaced_and_the_request_resent_sync(services: Service
         answer = client.post(services.me, json={"job": 7})
     assert answer.status_code == 200
     assert answer.json()["body"] == {"job": 7} and answer.json()["jti"] != before
+    assert traffic.paths()[3:] == ["/me 401", "refresh 200", "/me 200"]
+
+
+def test_revoked_bearer_token_is_replaced_by_a_new_sign_in(services: Services):
+    auth, _ = frozen_auth(services, "ethereum", dpop=False)
+    traffic = Traffic()
+    with sync_client(auth, traffic) as client:
+        before = client.get(services.me).json()
+        revoke(services, auth.token.access_token)
+        answer = client.post(services.me, json={"job": 7})
+    assert before["token_type"] == auth.token.token_type == "Bearer"
+    assert answer.status_code == 200
+    assert answer.json()["body"] == {"job": 7} and answer.json()["jti"] != before["jti"]
     assert traffic.paths()[3:] == [
         "/me 401",
         "/v1/challenge 201",
@@ -167,7 +184,7 @@ async def test_revoked_token_is_replaced_and_the_request_resent_async(services: 
         answer = await client.post(services.me, json={"job": 8})
     assert answer.status_code == 200
     assert answer.json()["body"] == {"job": 8} and answer.json()["jti"] != before
-    assert traffic.sign_ins == 2
+    assert (traffic.sign_ins, traffic.refreshes) == (1, 1)
 
 
 def test_a_resource_server_that_always_answers_401_is_asked_twice_only(services: Services):
@@ -178,7 +195,7 @@ def test_a_resource_server_that_always_answers_401_is_asked_twice_only(services:
     assert answer.status_code == 401
     sign_in_steps = ["/v1/challenge 201", "/v1/token 200"]
     foreign = "/foreign/me 401"
-    assert traffic.paths() == [*sign_in_steps, foreign, *sign_in_steps, foreign]
+    assert traffic.paths() == [*sign_in_steps, foreign, "refresh 200", foreign]
 
 
 def test_a_streamed_upload_is_not_sent_twice(services: Services):
@@ -190,9 +207,9 @@ def test_a_streamed_upload_is_not_sent_twice(services: Services):
         body = iter([json.dumps({"job": 9}).encode()])
         streamed = client.post(services.me, content=body)
         assert streamed.status_code == 401  # returned as is: the body is gone
-        assert traffic.sign_ins == 1
+        assert (traffic.sign_ins, traffic.refreshes) == (1, 0)
         assert client.post(services.me, json={"job": 9}).status_code == 200
-    assert traffic.sign_ins == 2
+    assert (traffic.sign_ins, traffic.refreshes) == (1, 1)
 
 
 # -- concurrent requests share one sign-in ----------------------------------------------
@@ -200,19 +217,9 @@ def test_a_streamed_upload_is_not_sent_twice(services: Services):
 
 def test_threads_sharing_one_auth_sign_in_once(services: Services):
     auth, _ = frozen_auth(services, "secp256k1")
-    traffic, statuses = Traffic(), []
-    start = threading.Barrier(8)
-
-    def call(client: httpx.Client) -> None:
-        start.wait(timeout=10)
-        statuses.append(client.get(services.me).status_code)
-
+    traffic = Traffic()
     with sync_client(auth, traffic) as client:
-        threads = [threading.Thread(target=call, args=(client,)) for _ in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=30)
+        statuses = in_threads(8, lambda: client.get(services.me).status_code)
     assert statuses == [200] * 8
     assert traffic.sign_ins == 1
 
@@ -235,7 +242,7 @@ async def test_tasks_refused_together_sign_in_again_once(services: Services):
         revoke(services, auth.token.access_token)
         answers = await asyncio.gather(*(client.get(services.me) for _ in range(6)))
     assert [a.status_code for a in answers] == [200] * 6
-    assert traffic.sign_ins == 2
+    assert (traffic.sign_ins, traffic.refreshes) == (1, 1)
 
 
 # -- what is signed -------------------------------------------------------------------------
@@ -304,20 +311,36 @@ def test_text_that_is_no_sign_in_message_is_not_signed(services: Services):
 # -- nothing secret in logs or reprs ---------------------------------------------------------
 
 
-def test_no_key_signature_or_token_in_logs_or_reprs(services: Services, caplog):
+def dpop_secret(auth: KeyproofAuth) -> list[str]:
+    """The session's DPoP private key, as a JWK ``d`` and as hex (read from inside: the
+    client never hands it out)."""
+    private = auth._session.dpop._private
+    raw = private.private_numbers().private_value.to_bytes(32, "big")
+    return [encode_base64url(raw), raw.hex()]
+
+
+@pytest.mark.parametrize("dpop", [True, False], ids=["dpop", "bearer"])
+def test_no_key_proof_signature_or_token_in_logs_or_reprs(services: Services, caplog, dpop):
     caplog.set_level(logging.DEBUG)
     key = generate_key("ethereum")
-    auth = KeyproofAuth(services.issuer, key, scope=SCOPE, clock=FrozenClock(time.time()))
+    clock = FrozenClock(time.time())
+    auth = KeyproofAuth(services.issuer, key, scope=SCOPE, clock=clock, dpop=dpop)
     traffic = Traffic()
     with sync_client(auth, traffic) as client:
         client.get(services.me)
         revoke(services, auth.token.access_token)
-        assert client.get(services.me).status_code == 200  # signed in again after a 401
-    redeemed = [r for r in traffic.responses if r.request.url.path == "/v1/token"]
-    tokens = [r.json()["access_token"] for r in redeemed]
-    signatures = [json.loads(r.request.content)["signature"] for r in redeemed]
-    hidden = [key.secret_text(), key.secret_text()[2:], *tokens, *signatures]
-    assert len(hidden) == 6 and caplog.records
+        assert client.get(services.me).status_code == 200  # renewed after a 401
+        clock.now = auth.token.expires_at  # and renewed again before the next request
+        assert client.get(services.me).status_code == 200
+        hidden = [key.secret_text(), key.secret_text()[2:], *(dpop_secret(auth) if dpop else [])]
+    answers = [r.json() for r in traffic.responses if r.request.url.path == "/v1/token"]
+    hidden += [a[name] for a in answers for name in ("access_token", "refresh_token") if name in a]
+    signed = [r.request for r in traffic.responses if step(r.request) == "/v1/token"]
+    hidden += [json.loads(request.content)["signature"] for request in signed]
+    hidden += [r.request.headers["dpop"] for r in traffic.responses if "dpop" in r.request.headers]
+    # key; DPoP key; three token answers; signatures; proofs: 3 at /v1/token, 4 at /me
+    assert len(hidden) == (2 + 2 + 3 * 2 + 1 + 7 if dpop else 2 + 3 + 3)
+    assert caplog.records
     shown = [
         caplog.text,
         *(str(record.args) for record in caplog.records),
@@ -325,6 +348,7 @@ def test_no_key_signature_or_token_in_logs_or_reprs(services: Services, caplog):
         repr(key),
         repr(auth.token),
         str(auth.token),
+        repr(auth._session),
         repr(KeyproofClientError("invalid_key", "x")),
     ]
     assert auth.account in caplog.text  # the account is logged; what proves it is not

@@ -15,7 +15,7 @@ from keyproof_client import KEY_TYPES, load_key
 
 from keyproof.testing import free_port
 
-from .conftest import Services
+from .conftest import DPOP_ONLY, Services
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -120,6 +120,15 @@ def test_login_refusal_is_keyproofs_reason_on_one_line(tmp_path: Path, services:
     keygen(path)
     result = cli("login", services.issuer, "--key", str(path), "--scope", "admin:all")
     refused(result, "unknown_scope")
+
+
+def test_login_prints_bearer_tokens_so_a_dpop_only_scope_is_refused(
+    tmp_path: Path, services: Services
+):
+    path = tmp_path / "agent.key"
+    keygen(path)
+    result = cli("login", services.issuer, "--key", str(path), "--scope", DPOP_ONLY)
+    assert DPOP_ONLY in refused(result, "invalid_dpop_proof")
 
 
 def test_login_to_an_issuer_that_does_not_answer(tmp_path: Path):

@@ -1,4 +1,5 @@
-"""Sign in to keyproof with a local key: an ``httpx.Auth`` for agents, key files, a CLI.
+"""Sign in to keyproof with a local key: an ``httpx.Auth`` for agents that keeps a
+DPoP-bound session (RFC 9449), key files, a CLI.
 
 ::
 

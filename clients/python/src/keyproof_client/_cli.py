@@ -3,6 +3,13 @@
 The key comes from ``--key FILE`` or, without it, from ``$KEYPROOF_KEY`` (the key
 file's JSON text). A failure is one line on stderr, ``keyproof-client: <code>:
 <description>`` with keyproof's code, and exit status 1 (2 for a usage error).
+
+``login`` prints a bearer token, on purpose. What reads it (curl, another tool) cannot
+make DPoP proofs, and a DPoP-bound token printed with its private key would put the key
+in shell variables, process lists and logs, where a copy of both is worth exactly what a
+copied bearer token is. Sender-constrained sessions are ``KeyproofAuth``'s, whose key
+never leaves its process; a scope the issuer grants only with DPoP is refused here
+(``invalid_dpop_proof``).
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     keygen.add_argument("--type", required=True, choices=KEY_TYPES, dest="key_type")
     keygen.add_argument("--out", required=True, help="the new key file; never overwritten")
     whoami = commands.add_parser("whoami", help="show the account id and DID of a key")
-    login = commands.add_parser("login", help="sign in and print an access token")
+    login = commands.add_parser("login", help="sign in and print a bearer access token")
     login.add_argument("url", help="the keyproof issuer, e.g. https://auth.example.com")
     login.add_argument(
         "--scope", action="append", default=[], help="a scope to ask for (repeat, or quote)"
