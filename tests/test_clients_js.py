@@ -1,5 +1,6 @@
-"""clients/js against a real keyproof: its node tests, other JS signers, message builders
-and JOSE verifiers, and examples/web in Debian's Chromium on another origin.
+"""clients/js against a real keyproof: its node tests, other JS signers, message builders,
+JOSE verifiers and OAuth/DPoP clients, and examples/web in Debian's Chromium on another
+origin, keeping a DPoP session at a guarded resource server across token lifetimes.
 
 Needs node, npm (``npm ci`` runs here from clients/js/package-lock.json) and chromium.
 Without them these tests skip with the reason, unless ``KEYPROOF_REQUIRE_BROWSER=1``
@@ -12,8 +13,10 @@ import functools
 import hashlib
 import os
 import re
+import secrets
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,10 +26,13 @@ from typing import Any, NoReturn
 
 import pytest
 
-from keyproof.testing import KeyproofServer
+from keyproof.testing import KeyproofServer, ServerProcess, free_port
+
+from resource_server import INTROSPECTION_CLIENT
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENT = ROOT / "clients" / "js"
+RESOURCE_SERVER = Path(__file__).resolve().parent / "resource_server.py"
 LOCK_STAMP = CLIENT / "node_modules" / ".keyproof-lock-sha256"
 NODE_TIMEOUT = 300
 
@@ -101,31 +107,81 @@ def sites() -> Iterator[tuple[StaticSite, StaticSite]]:
         server.server_close()
 
 
-@pytest.fixture(scope="module")
-def keyproof(
-    tmp_path_factory: pytest.TempPathFactory, sites: tuple[StaticSite, StaticSite]
-) -> Iterator[KeyproofServer]:
+def serve_keyproof(
+    data: Path, page: StaticSite, settings: str = "", policy: str = ""
+) -> KeyproofServer:
+    """keyproof for the page's origin (CORS and a relying party), with extra settings."""
     from conftest import SERVER_LOGS
 
-    page = sites[0]
-    data = tmp_path_factory.mktemp("clients-js")
     config = data / "keyproof.toml"
     config.write_text(
         "[keyproof]\n"
         'chains = ["eip155:1", "solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp", "did:key"]\n'
         f'cors_origins = ["{page.origin}"]\n'
-        "token_ttl = 60\n"
+        f"{settings}"
         "[[keyproof.relying_parties]]\n"
         f'origin = "{page.origin}"\ndomain = "{page.host}"\nuri = "{page.origin}/examples/web/"\n'
         "[policy]\n"
         'scopes = ["profile:read", "escrow:release"]\n'
         'default = ["profile:read"]\n'
+        f"{policy}"
         "[policy.namespaces]\n"
         '"did:key" = ["escrow:release"]\n'
     )
-    with KeyproofServer(data, args=["--config", str(config)]) as server:
-        SERVER_LOGS.append(server.log_path)
+    server = KeyproofServer(data, args=["--config", str(config)])
+    SERVER_LOGS.append(server.log_path)
+    return server
+
+
+@pytest.fixture(scope="module")
+def keyproof(
+    tmp_path_factory: pytest.TempPathFactory, sites: tuple[StaticSite, StaticSite]
+) -> Iterator[KeyproofServer]:
+    data = tmp_path_factory.mktemp("clients-js")
+    with serve_keyproof(data, sites[0], "token_ttl = 60\n") as server:
         yield server
+
+
+@dataclass
+class SessionServers:
+    """keyproof with 10 s tokens and DPoP nonces, and a resource server trusting it."""
+
+    keyproof: KeyproofServer
+    resource: ServerProcess
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"SESSIONS_URL": self.keyproof.url, "RESOURCE_URL": self.resource.url}
+
+
+@pytest.fixture(scope="module")
+def session_servers(
+    tmp_path_factory: pytest.TempPathFactory, sites: tuple[StaticSite, StaticSite]
+) -> Iterator[SessionServers]:
+    from conftest import SERVER_LOGS
+
+    data = tmp_path_factory.mktemp("clients-js-sessions")
+    secret = secrets.token_urlsafe(24)
+    settings = (
+        "token_ttl = 10\n"
+        "dpop_nonce = true\n"
+        "[keyproof.introspection_clients]\n"
+        f'{INTROSPECTION_CLIENT} = "{hashlib.sha256(secret.encode()).hexdigest()}"\n'
+    )
+    policy = 'dpop_scopes = ["escrow:release"]\n'
+    with serve_keyproof(data, sites[0], settings, policy) as keyproof:
+        port = free_port()
+        command = [sys.executable, str(RESOURCE_SERVER), "--issuer", keyproof.url]
+        command += ["--port", str(port), "--cors-origin", sites[0].origin]
+        resource = ServerProcess(
+            command,
+            url=f"http://127.0.0.1:{port}",
+            log_path=data / "resource-server.log",
+            env={"RESOURCE_CLIENT_SECRET": secret},
+        )
+        SERVER_LOGS.append(resource.log_path)
+        with resource:
+            yield SessionServers(keyproof, resource)
 
 
 def node_test(path: str, env: dict[str, str]) -> str:
@@ -154,8 +210,10 @@ def test_unit(node_modules: Path):
 @pytest.mark.parametrize(
     "suite", sorted(p.name for p in (CLIENT / "test" / "interop").glob("*.test.js"))
 )
-def test_interop(node_modules: Path, keyproof: KeyproofServer, suite: str):
-    node_test(f"test/interop/{suite}", {"KEYPROOF_URL": keyproof.url})
+def test_interop(
+    node_modules: Path, keyproof: KeyproofServer, session_servers: SessionServers, suite: str
+):
+    node_test(f"test/interop/{suite}", {"KEYPROOF_URL": keyproof.url, **session_servers.env})
 
 
 @pytest.mark.parametrize(
@@ -178,13 +236,14 @@ def test_static_check(node_modules: Path, command: list[str]):
 def test_sign_in_page_in_chromium(
     node_modules: Path,
     chromium: str,
-    keyproof: KeyproofServer,
+    session_servers: SessionServers,
     sites: tuple[StaticSite, StaticSite],
     tmp_path: Path,
 ):
     """Screenshots stay in the test's tmp dir (pytest keeps the last runs)."""
     env = {
-        "KEYPROOF_URL": keyproof.url,
+        "KEYPROOF_URL": session_servers.keyproof.url,
+        "RESOURCE_URL": session_servers.resource.url,
         "PAGE_URL": sites[0].origin,
         "FOREIGN_PAGE_URL": sites[1].origin,
         "CHROMIUM": chromium,

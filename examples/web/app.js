@@ -23,6 +23,7 @@ async function run(signIn) {
     $("account").textContent = session.account;
     $("scopes").textContent = session.scopes.join(" ") || "(none)";
     $("expires").textContent = new Date(session.expiresAt * 1000).toISOString();
+    $("token-type").textContent = session.tokenType;
     $("session").hidden = false;
   } catch (error) {
     $("session").hidden = true;

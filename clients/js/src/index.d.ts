@@ -1,6 +1,7 @@
 /**
  * keyproof's browser and agent client: sign in with a wallet or a local key, get a
- * Session whose `fetch` sends the access token and renews it.
+ * Session whose `fetch` sends the access token (bound to the session's DPoP key by
+ * default) and keeps it fresh.
  */
 
 /** Reasons the client itself reports (`status` 0), never sent by a server. */
@@ -65,32 +66,53 @@ export interface SignInOptions {
   audience?: string;
   /** Used for keyproof and for Session.fetch; globalThis.fetch by default. */
   fetch?: FetchLike;
+  /**
+   * Bind the tokens to a per-session key (DPoP, RFC 9449; default true): a non-extractable
+   * WebCrypto ES256 key, made at sign-in, signs a proof for every request, and the session
+   * is kept with rotating refresh tokens, without asking the wallet again. `false`: plain
+   * bearer tokens, each new one a new sign-in.
+   */
+  dpop?: boolean;
   /** Seconds before expiry at which the token is renewed (default 30, at most half its life). */
   renewBefore?: number;
-  /** Clock in seconds since the epoch (default Date.now() / 1000). */
+  /** Clock for token expiry, in seconds since the epoch (default Date.now() / 1000). */
   now?: () => number;
 }
 
-/** A signed-in account: its token, renewed by signing in again, and a fetch that sends it. */
+/**
+ * A signed-in account: its token, kept fresh (refreshed in a DPoP session, else by
+ * signing in again), and a fetch that sends it.
+ */
 export declare class Session {
   private constructor();
   /** The canonical account id: the token's `sub`. */
   readonly account: string;
+  /**
+   * In a DPoP session the token alone authorizes nothing: send it with `fetch`, which
+   * adds the proof.
+   */
   readonly accessToken: string;
-  /** The scheme of the Authorization header: "Bearer". */
-  readonly tokenType: string;
+  /** The scheme of the Authorization header: "DPoP" (bound to dpopKey) or "Bearer". */
+  readonly tokenType: "DPoP" | "Bearer" | (string & {});
+  /** The key pair the token is bound to (its private key is not extractable), or null. */
+  readonly dpopKey: CryptoKeyPair | null;
   /** Granted scopes, space-separated. */
   readonly scope: string;
   readonly scopes: string[];
   /** Expiry in seconds since the epoch, by this client's clock. */
   readonly expiresAt: number;
-  /** Sign in again now (the wallet is asked again); concurrent calls share one renewal. */
+  /**
+   * A new token now: refreshed, or by a new sign-in (the wallet is asked again) when the
+   * session has ended or has no refresh token. Concurrent calls share one renewal.
+   */
   renew(): Promise<void>;
   /** The access token, renewed first when it is about to expire. */
   token(): Promise<string>;
   /**
-   * fetch with the token attached; renews it shortly before expiry and once on a 401
-   * (then retries once). An error answer in keyproof's shape is thrown as KeyproofError.
+   * fetch with the token (and in a DPoP session a proof for this method and URL)
+   * attached; renews it shortly before expiry and once on a 401 (then retries once), and
+   * repeats a request once with the nonce a server asks for. An error answer in
+   * keyproof's shape is thrown as KeyproofError.
    */
   fetch(input: Request | string | URL, init?: RequestInit): Promise<Response>;
 }
@@ -158,9 +180,12 @@ export declare function discover(
   [member: string]: unknown;
 }>;
 
-/** `POST /v1/challenge`. `origin` names a relying party for a backend asking on its page's behalf. */
+/**
+ * `POST /v1/challenge`. `origin` names a relying party for a backend asking on its page's
+ * behalf; `dpop_jkt` (an RFC 7638 thumbprint) binds the sign-in to that DPoP key.
+ */
 export declare function requestChallenge(
   metadata: { challenge_endpoint: string },
-  body: { account: string; scope?: string; audience?: string; origin?: string },
+  body: { account: string; scope?: string; audience?: string; origin?: string; dpop_jkt?: string },
   fetch?: FetchLike,
 ): Promise<Challenge>;

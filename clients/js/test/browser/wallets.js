@@ -12,7 +12,9 @@ export function createWallets() {
   const solana = nacl.sign.keyPair();
   const solanaAddress = base58.encode(solana.publicKey);
   const sign = (bytes) => Array.from(nacl.sign.detached(Uint8Array.from(bytes), solana.secretKey));
-  return {
+  const wallets = {
+    /** How often the Ethereum wallet was asked to sign: each time a prompt for its user. */
+    personalSigns: 0,
     ethereumAddress: ethereum.address,
     solanaAddress,
     solanaPublicKey: solana.publicKey,
@@ -21,8 +23,10 @@ export function createWallets() {
         if (method === "eth_requestAccounts" || method === "eth_accounts")
           return [ethereum.address];
         if (method === "eth_chainId") return "0x1";
-        if (method === "personal_sign")
+        if (method === "personal_sign") {
+          wallets.personalSigns += 1;
           return ethereum.signMessage({ message: { raw: params[0] } });
+        }
         throw new Error(`unsupported method ${method}`);
       });
       await page.exposeFunction("__solanaSignMessage", (bytes) => sign(bytes));
@@ -33,6 +37,7 @@ export function createWallets() {
       });
     },
   };
+  return wallets;
 }
 
 /** Runs in the page before its scripts (Playwright `addInitScript`). */

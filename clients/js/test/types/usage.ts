@@ -45,3 +45,11 @@ export async function custom(issuer: string, signer: Signer): Promise<void> {
   const session = await signIn({ issuer, signer, now: () => Date.now() / 1000 });
   await session.renew();
 }
+
+export async function sessions(issuer: string, signer: Signer): Promise<string> {
+  const bound = await signIn({ issuer, signer });
+  const key: CryptoKeyPair | null = bound.dpopKey;
+  const bearer = await signIn({ issuer, signer, dpop: false });
+  const types: ("DPoP" | "Bearer" | string)[] = [bound.tokenType, bearer.tokenType];
+  return `${types.join(" ")} ${key?.privateKey.extractable}`;
+}
