@@ -135,7 +135,10 @@ async def refresh_rounds(client: httpx.AsyncClient, urls: list[str]) -> None:
         statuses = [r.status_code for r in responses]
         assert statuses.count(200) == 1, (round_no, statuses)
         reasons = {r.json()["reason"] for r in responses if r.status_code != 200}
-        assert reasons == {"refresh_token_reused"}, reasons
+        # A loser that read the token before the winner took it finds the tombstone and
+        # ends the session; one that is checked after that finds the session ended.
+        assert "refresh_token_reused" in reasons, reasons
+        assert reasons <= {"refresh_token_reused", "session_revoked"}, reasons
         winner = next(r for r in responses if r.status_code == 200).json()["refresh_token"]
         form["refresh_token"] = winner
         for url in urls:  # the session ended on both replicas
