@@ -30,8 +30,10 @@ def loads_strict(data: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     brackets = text.count("[") + text.count("{")
     if brackets > max_depth and _nesting_depth(text) > max_depth:
         raise NestedTooDeeply(f"JSON nested deeper than {max_depth}")
+    if text.startswith("\ufeff"):  # as json.loads refuses it
+        raise ValueError("unexpected UTF-8 byte order mark")
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
+        return _DECODER.decode(text)
     except RecursionError:
         raise NestedTooDeeply("JSON nested too deeply") from None
 
@@ -45,6 +47,10 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+# One decoder for every call: ``json.loads`` with hooks would build a new one each time.
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
 
 
 def _nesting_depth(text: str) -> int:

@@ -63,7 +63,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
-from keyproof import jose
 from keyproof._httpio import access_credentials, dpop_proof, error_response, read_json_object
 from keyproof._time import Clock
 from keyproof.dpop import DPOP_ALGORITHMS, ProofReplayCache, check_sender
@@ -81,10 +80,10 @@ from keyproof.stores.base import Store
 from keyproof.stores.memory import MemoryStore
 from keyproof.tokens import (
     DEFAULT_LEEWAY,
-    MAX_TOKEN_BYTES,
     MAX_VERIFY_LEEWAY,
     confirmation_jkt,
-    verify_access_token,
+    parse_token,
+    verify_parsed,
 )
 
 if TYPE_CHECKING:
@@ -233,16 +232,19 @@ class KeyproofBackend(AuthenticationBackend):
         scheme = credentials.scheme
         try:
             claims = await self._verified(credentials.token)
-            await check_sender(
-                claims,
-                scheme=scheme,
-                token=credentials.token,
-                proof=dpop_proof(conn),
-                method=conn.scope.get("method", "GET"),
-                url=self._request_url(conn),
-                now=int(self._clock()),
-                replay=self._replay,
-            )
+            proof = dpop_proof(conn)
+            # An unbound bearer token needs no proof: skip building the request URL.
+            if scheme != "Bearer" or confirmation_jkt(claims) is not None:
+                await check_sender(
+                    claims,
+                    scheme=scheme,
+                    token=credentials.token,
+                    proof=proof,
+                    method=conn.scope.get("method", "GET"),
+                    url=self._request_url(conn),
+                    now=int(self._clock()),
+                    replay=self._replay,
+                )
         except TokenInvalid as exc:
             logger.debug("token refused: %s (%s)", exc.code, exc.description)
             raise BearerError(_public(exc), scheme) from None
@@ -276,9 +278,11 @@ class KeyproofBackend(AuthenticationBackend):
         return claims
 
     async def _verified(self, token: str) -> dict[str, Any]:
-        keys = await self.jwks.keys(_unverified_kid(token))
-        claims = verify_access_token(
-            token,
+        jws = parse_token(token)
+        kid = jws.header.get("kid")  # only to pick a cached key; verification checks all
+        keys = await self.jwks.keys(kid if isinstance(kid, str) else None)
+        claims = verify_parsed(
+            jws,
             keys=keys,
             issuer=self.issuer,
             audience=self.audience,
@@ -325,15 +329,6 @@ def _public(error: TokenInvalid) -> TokenInvalid:
     if error.code == "token_revoked":
         return TokenInvalid("token_revoked", "invalid token")
     return TokenInvalid("token_invalid", "invalid token")
-
-
-def _unverified_kid(token: str) -> str | None:
-    """The header's ``kid`` only to pick a cached key; verification checks everything."""
-    try:
-        kid = jose.parse_compact(token, max_length=MAX_TOKEN_BYTES).header.get("kid")
-    except jose.JoseError:
-        raise TokenInvalid("token_invalid", "malformed token") from None
-    return kid if isinstance(kid, str) else None
 
 
 # -- responses -------------------------------------------------------------------------

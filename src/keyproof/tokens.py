@@ -88,10 +88,36 @@ def verify_access_token(
     """
     if not 0 <= leeway <= MAX_VERIFY_LEEWAY:
         raise ValueError(f"leeway must be 0..{MAX_VERIFY_LEEWAY} seconds")
+    jws = parse_token(token)
+    return verify_parsed(jws, keys=keys, issuer=issuer, audience=audience, now=now, leeway=leeway)
+
+
+def parse_token(token: str) -> jose.CompactJWS:
+    """The one strict parse of a token, not yet verified; ``token_invalid`` if malformed.
+
+    What :func:`verify_parsed` takes: a verifier that picks keys by the header's ``kid``
+    (the guard) reads it from here instead of parsing the token twice.
+    """
     if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_BYTES:
         raise _invalid("malformed token")
     try:
-        jws = jose.parse_compact(token, max_length=MAX_TOKEN_BYTES)
+        return jose.parse_compact(token, max_length=MAX_TOKEN_BYTES)
+    except jose.JoseError:
+        raise _invalid("malformed token") from None
+
+
+def verify_parsed(
+    jws: jose.CompactJWS,
+    *,
+    keys: Mapping[str, Ed25519PublicKey],
+    issuer: str,
+    audience: str,
+    now: int,
+    leeway: int,
+) -> dict[str, Any]:
+    """:func:`verify_access_token` after :func:`parse_token`, in the same order of checks;
+    ``leeway`` must already be within ``0..MAX_VERIFY_LEEWAY``."""
+    try:
         claims = jws.claims()
     except jose.JoseError:
         raise _invalid("malformed token") from None

@@ -17,6 +17,7 @@ decoding, and accepts one spelling per value only:
 from __future__ import annotations
 
 import base64
+import binascii
 import re
 from collections.abc import Callable
 
@@ -41,6 +42,8 @@ __all__ = [
 _HEX = re.compile(r"0x[0-9a-fA-F]*", re.ASCII)
 _BASE58 = re.compile(r"[1-9A-HJ-NP-Za-km-z]+", re.ASCII)
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]*", re.ASCII)
+# The last character of 2 (or 3) characters mod 4 carries 4 (or 2) bits past the data.
+_CANONICAL_LAST = {2: frozenset("AQgw"), 3: frozenset("AEIMQUYcgkosw048")}
 
 
 def encode_hex0x(data: bytes) -> str:
@@ -87,10 +90,13 @@ def parse_base64url(text: str, *, max_length: int) -> bytes | None:
         return None
     if _BASE64URL.fullmatch(text) is None:
         return None
-    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    if encode_base64url(data) != text:
+    # Canonical means the bits past the last whole byte are zero: what encoding the
+    # decoded bytes gives back, checked on the last character instead of re-encoding.
+    tail = len(text) % 4
+    if tail and text[-1] not in _CANONICAL_LAST[tail]:
         return None
-    return data
+    padded = text + "=" * (-len(text) % 4)
+    return binascii.a2b_base64(padded.replace("-", "+").replace("_", "/"))
 
 
 def _base64url(text: str, length: int) -> bytes | None:
