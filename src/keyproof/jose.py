@@ -18,10 +18,12 @@ keys only: a member ``d`` is refused. Thumbprints follow RFC 7638.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Final
 
 from cryptography.exceptions import InvalidSignature
@@ -36,7 +38,11 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from keyproof._json import loads_strict
 from keyproof.crypto import ed25519
-from keyproof.crypto.encoding import encode_base64url, parse_base64url
+from keyproof.crypto.encoding import (
+    encode_base64url,
+    parse_base64url,
+    parse_base64url_segments,
+)
 from keyproof.errors import InvalidAccount, SignatureInvalid
 
 __all__ = [
@@ -55,6 +61,7 @@ __all__ = [
 ED25519_ALGORITHMS: Final = frozenset({"Ed25519", "EdDSA"})
 """RFC 9864's name for Ed25519 signatures, and the deprecated name verifiers still accept."""
 _ES256_LENGTH: Final = 64
+_HEADERS_KEPT: Final = 64
 _P256_ORDER: Final = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 PublicKey = Ed25519PublicKey | ec.EllipticCurvePublicKey
 
@@ -84,10 +91,11 @@ def parse_compact(text: str, *, max_length: int) -> CompactJWS:
     segments = text.split(".")
     if len(segments) != 3 or not all(segments):
         raise JoseError("a compact JWS has three segments")
-    header_bytes, payload, signature = (parse_base64url(s, max_length=max_length) for s in segments)
-    if header_bytes is None or payload is None or signature is None:
+    decoded = parse_base64url_segments(text)  # each shorter than text: max_length holds
+    if decoded is None:
         raise JoseError("segments must be canonical unpadded base64url")
-    header = _json_object(header_bytes, "header")
+    header_bytes, payload, signature = decoded
+    header = _header_object(header_bytes)
     if "crit" in header:
         raise JoseError("critical header parameters are not supported")
     signing_input = text[: len(segments[0]) + 1 + len(segments[1])].encode("ascii")
@@ -173,6 +181,13 @@ def _coordinate(value: Any) -> bytes:
     if raw is None or len(raw) != 32:
         raise JoseError("a key coordinate is 32 bytes of canonical base64url")
     return raw
+
+
+@functools.lru_cache(maxsize=_HEADERS_KEPT)
+def _header_object(data: bytes) -> Mapping[str, Any]:
+    """A header as a read-only mapping; the last few are kept, as every token one issuer
+    key signs carries the same header. A refused header raises and is not kept."""
+    return MappingProxyType(_json_object(data, "header"))
 
 
 def _json_object(data: bytes, what: str) -> dict[str, Any]:

@@ -49,6 +49,7 @@ MAX_TIMESTAMP: Final = 2**53 - 1
 """The largest time a token may carry: the largest integer every JSON reader keeps exactly
 (RFC 7493 §2.2)."""
 REQUIRED_CLAIMS: Final = ("iss", "sub", "aud", "exp", "iat", "nbf", "jti", "scope", "client_id")
+_REQUIRED: Final = frozenset(REQUIRED_CLAIMS)
 _THUMBPRINT: Final = re.compile(r"[A-Za-z0-9_-]{43}")
 """An RFC 7638 SHA-256 thumbprint in unpadded base64url."""
 
@@ -126,9 +127,9 @@ def verify_parsed(
         jose.verify_signature(jws, key)
     except jose.JoseError:
         raise _invalid("signature or claims invalid") from None
-    missing = [name for name in REQUIRED_CLAIMS if name not in claims]
-    if missing:
-        raise _invalid(f"claim {missing[0]} is missing")
+    if not claims.keys() >= _REQUIRED:
+        missing = next(name for name in REQUIRED_CLAIMS if name not in claims)
+        raise _invalid(f"claim {missing} is missing")
     if claims["iss"] != issuer:
         raise _invalid("token is from another issuer")
     _check_types(claims, audience)

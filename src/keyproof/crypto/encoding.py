@@ -42,6 +42,7 @@ __all__ = [
 _HEX = re.compile(r"0x[0-9a-fA-F]*", re.ASCII)
 _BASE58 = re.compile(r"[1-9A-HJ-NP-Za-km-z]+", re.ASCII)
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]*", re.ASCII)
+_BASE64URL_SEGMENTS = re.compile(r"[A-Za-z0-9_.-]*", re.ASCII)
 # The last character of 2 (or 3) characters mod 4 carries 4 (or 2) bits past the data.
 _CANONICAL_LAST = {2: frozenset("AQgw"), 3: frozenset("AEIMQUYcgkosw048")}
 
@@ -90,6 +91,25 @@ def parse_base64url(text: str, *, max_length: int) -> bytes | None:
         return None
     if _BASE64URL.fullmatch(text) is None:
         return None
+    return _canonical_base64url(text)
+
+
+def parse_base64url_segments(text: str) -> list[bytes] | None:
+    """The ``.``-separated segments of ``text`` (a compact JWS), each decoded as by
+    :func:`parse_base64url`, else ``None``; the caller bounds the length of ``text``."""
+    if _BASE64URL_SEGMENTS.fullmatch(text) is None:
+        return None
+    decoded = []
+    for segment in text.split("."):
+        data = _canonical_base64url(segment) if len(segment) % 4 != 1 else None
+        if data is None:
+            return None
+        decoded.append(data)
+    return decoded
+
+
+def _canonical_base64url(text: str) -> bytes | None:
+    """Decode text of the base64url alphabet whose length is not 1 mod 4."""
     # Canonical means the bits past the last whole byte are zero: what encoding the
     # decoded bytes gives back, checked on the last character instead of re-encoding.
     tail = len(text) % 4
