@@ -1,6 +1,6 @@
 """secp256k1 signatures: Ethereum ``personal_sign`` (EIP-191) and did:key ECDSA.
 
-Backed by libsecp256k1 (coincurve) and Keccak-256 (pycryptodome). Policy, checked
+Backed by libsecp256k1 (coincurve) and Keccak-256 (safe-pysha3's C Keccak). Policy, checked
 here explicitly rather than left to a library default:
 
 - signatures have exactly one length (65 bytes r‖s‖v for EIP-191, 64 bytes r‖s for
@@ -14,11 +14,12 @@ here explicitly rather than left to a library default:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 
 from coincurve import PublicKey
-from Crypto.Hash import keccak
+from sha3 import keccak_256
 
 from keyproof.crypto.encoding import decode_hex0x
 from keyproof.errors import InvalidAccount, MalformedSignature, SignatureInvalid
@@ -43,20 +44,30 @@ _HALF_ORDER = CURVE_ORDER // 2
 _EIP191_PREFIX = b"\x19Ethereum Signed Message:\n"
 _RECOVERY_IDS = {0: 0, 1: 1, 27: 0, 28: 1}
 _ADDRESS_LENGTH = 20
+_HIGH_NIBBLES = frozenset("89abcdef")
+_CHECKSUMS_KEPT = 4096
+"""Spellings remembered: a sign-in spells its address at challenge, render and parse."""
 
 
 def keccak256(data: bytes) -> bytes:
     """Keccak-256 as used by Ethereum (not NIST SHA3-256)."""
-    return keccak.new(digest_bits=256, data=data).digest()
+    digest: bytes = keccak_256(data).digest()
+    return digest
 
 
 def checksum_address(address: bytes) -> str:
     """EIP-55 mixed-case checksum spelling of a 20-byte address."""
     if len(address) != _ADDRESS_LENGTH:
         raise InvalidAccount("invalid_account", "an address is 20 bytes")
+    return _checksum(bytes(address))
+
+
+@functools.lru_cache(maxsize=_CHECKSUMS_KEPT)
+def _checksum(address: bytes) -> str:
     lower = address.hex()
     digest = keccak256(lower.encode("ascii")).hex()
-    spelled = (c.upper() if int(h, 16) >= 8 else c for c, h in zip(lower, digest, strict=False))
+    # A hex letter is upper case where the digest's nibble at its position is 8 or more.
+    spelled = [c.upper() if h in _HIGH_NIBBLES else c for c, h in zip(lower, digest, strict=False)]
     return "0x" + "".join(spelled)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, Protocol, TypeVar
+from typing import Final, Protocol, TypeVar, cast
 
 from keyproof.accounts import SignInMessage
 from keyproof.messages import _fields as f
@@ -101,6 +101,11 @@ class Layout:
         if self.has_chain_id and type(chain_id) is not int:
             raise f.malformed("chain id", "must be an int")
         f.check_resources_type(message.resources)
+        self._check_fields(message, chain_id)
+        f.check_message_size(self.render(message, chain_id))
+
+    def _check_fields(self, message: Body, chain_id: int | None) -> None:
+        """Each field's grammar, in the order :meth:`check` applies them."""
         if message.scheme is not None:
             f.check_scheme(message.scheme)
         f.check_authority(message.domain)
@@ -117,7 +122,6 @@ class Layout:
         if message.request_id is not None:
             f.check_request_id(message.request_id)
         f.check_resources(message.resources)
-        f.check_message_size(self.render(message, chain_id))
 
     def render(self, message: Body, chain_id: int | None = None) -> str:
         """The exact text of ``message``: what :meth:`parse` reads back."""
@@ -136,8 +140,14 @@ class Layout:
                 lines.append(label + value)
         return "\n".join(lines + resource_lines(message.resources))
 
-    def parse(self, text: str, build: Callable[..., MessageT]) -> MessageT:
-        """Strictly read ``text`` and pass its fields, by name, to ``build``."""
+    def parse(self, text: str, message_type: type[MessageT]) -> MessageT:
+        """Strictly read ``text`` into a ``message_type`` (a frozen dataclass of its fields).
+
+        Every check of :meth:`check` runs once, in its order: the types and the size are
+        the parser's own (text fields, an int chain id, a tuple of resources; the text,
+        which is what the message renders, passed the size bound), then the grammar of
+        each field on the message built from them.
+        """
         lines = Lines(check_envelope(text))
         fields: dict[str, object] = {}
         fields["scheme"], fields["domain"] = self._origin(lines.next("header"))
@@ -153,7 +163,9 @@ class Layout:
             fields[name] = lines.optional(label)
         fields["resources"] = read_resources(lines)
         lines.finish()
-        return build(**fields)
+        message = f.unchecked(message_type, fields)
+        self._check_fields(cast(Body, message), cast("int | None", fields.get("chain_id")))
+        return message
 
     def _origin(self, header: str) -> tuple[str | None, str]:
         origin = strip_header(header, self.header_suffix)

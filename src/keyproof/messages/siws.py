@@ -128,6 +128,11 @@ class SiwsMessage:
     def __post_init__(self) -> None:
         f.check_text_types(self, ("domain", "address"), _OPTIONAL)
         f.check_resources_type(self.resources)
+        self._check_fields()
+        f.check_message_size(self.to_text())
+
+    def _check_fields(self) -> None:
+        """Each field's grammar, in the order the constructor applies them."""
         f.check_authority(self.domain)
         _check_address(self.address)
         if self.statement is not None:
@@ -144,7 +149,6 @@ class SiwsMessage:
         if self.request_id is not None:
             f.check_request_id(self.request_id)
         f.check_resources(self.resources)
-        f.check_message_size(self.to_text())
 
     def _times(self) -> tuple[datetime | None, datetime | None, datetime | None]:
         return (
@@ -208,7 +212,12 @@ def _statement(lines: Lines) -> str | None:
 
 
 def parse(text: str) -> SiwsMessage:
-    """Strictly parse a SIWS message; raise ``MalformedMessage`` if it breaks the ABNF."""
+    """Strictly parse a SIWS message; raise ``MalformedMessage`` if it breaks the ABNF.
+
+    The constructor's checks run once, in its order: the types and the size are the
+    parser's own (the text, which is what the message renders, passed the size bound),
+    then the grammar of each field.
+    """
     lines = Lines(check_envelope(text))
     domain = strip_header(lines.next("header"), HEADER_SUFFIX)
     address = lines.next("address")
@@ -218,20 +227,23 @@ def parse(text: str) -> SiwsMessage:
     )
     resources = read_resources(lines)
     lines.finish()
-    return SiwsMessage(
-        domain=domain,
-        address=address,
-        statement=statement,
-        uri=uri,
-        version=version,
-        chain_id=chain_id,
-        nonce=nonce,
-        issued_at=issued_at,
-        expiration_time=expiration_time,
-        not_before=not_before,
-        request_id=request_id,
-        resources=resources,
-    )
+    fields = {
+        "domain": domain,
+        "address": address,
+        "statement": statement,
+        "uri": uri,
+        "version": version,
+        "chain_id": chain_id,
+        "nonce": nonce,
+        "issued_at": issued_at,
+        "expiration_time": expiration_time,
+        "not_before": not_before,
+        "request_id": request_id,
+        "resources": resources,
+    }
+    message = f.unchecked(SiwsMessage, fields)
+    message._check_fields()
+    return message
 
 
 @dataclass(frozen=True, slots=True)
