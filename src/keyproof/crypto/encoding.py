@@ -41,6 +41,7 @@ __all__ = [
 
 _HEX = re.compile(r"0x[0-9a-fA-F]*", re.ASCII)
 _BASE58 = re.compile(r"[1-9A-HJ-NP-Za-km-z]+", re.ASCII)
+_BASE58_VALUES = {c: i for i, c in enumerate(base58.BITCOIN_ALPHABET.decode("ascii"))}
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]*", re.ASCII)
 _BASE64URL_SEGMENTS = re.compile(r"[A-Za-z0-9_.-]*", re.ASCII)
 # The last character of 2 (or 3) characters mod 4 carries 4 (or 2) bits past the data.
@@ -76,10 +77,18 @@ def _base58_max_chars(length: int) -> int:
 def _base58(text: str, max_length: int) -> bytes | None:
     if not 0 < len(text) <= _base58_max_chars(max_length) or _BASE58.fullmatch(text) is None:
         return None
-    data: bytes = base58.b58decode(text)
-    if len(data) > max_length or encode_base58(data) != text:
+    # Canonical by construction: each leading "1" is one zero byte, and the rest, which
+    # does not start with "1", is the one spelling of its integer, so encoding the bytes
+    # gives ``text`` back. Too many leading "1"s are refused by the length.
+    digits = text.lstrip("1")
+    value = 0
+    for char in digits:
+        value = value * 58 + _BASE58_VALUES[char]
+    size = (value.bit_length() + 7) // 8
+    zeros = len(text) - len(digits)
+    if zeros + size > max_length:
         return None
-    return data
+    return bytes(zeros) + value.to_bytes(size, "big")
 
 
 def parse_base64url(text: str, *, max_length: int) -> bytes | None:
