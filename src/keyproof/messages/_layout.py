@@ -8,6 +8,8 @@ rule for the address line, and whether a ``Chain ID:`` line follows ``Version:``
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -148,7 +150,33 @@ class Layout:
         which is what the message renders, passed the size bound), then the grammar of
         each field on the message built from them.
         """
-        lines = Lines(check_envelope(text))
+        text = check_envelope(text)
+        fields = self._read_at_once(text)
+        if fields is None:  # not in the layout: read line by line for the exact refusal
+            fields = self._read_lines(text)
+        message = f.unchecked(message_type, fields)
+        self._check_fields(cast(Body, message), cast("int | None", fields.get("chain_id")))
+        return message
+
+    def _read_at_once(self, text: str) -> dict[str, object] | None:
+        """What :meth:`_read_lines` reads from a text that has the layout's shape (one
+        regular expression instead of a method call per line), else ``None``."""
+        match = _shape(self.header_suffix, self.has_chain_id).fullmatch(text)
+        if match is None:
+            return None
+        resources = tuple(match["resources"].split("\n- ")[1:]) if match["resources"] else ()
+        if len(resources) > f.MAX_RESOURCES:
+            return None
+        fields: dict[str, object] = match.groupdict()
+        fields["scheme"], fields["domain"] = _split_origin(match["origin"])
+        del fields["origin"]
+        if self.has_chain_id:
+            fields["chain_id"] = f.parse_chain_id(match["chain_id"])
+        fields["resources"] = resources
+        return fields
+
+    def _read_lines(self, text: str) -> dict[str, object]:
+        lines = Lines(text)
         fields: dict[str, object] = {}
         fields["scheme"], fields["domain"] = self._origin(lines.next("header"))
         fields["address"] = lines.next("address")
@@ -163,16 +191,36 @@ class Layout:
             fields[name] = lines.optional(label)
         fields["resources"] = read_resources(lines)
         lines.finish()
-        message = f.unchecked(message_type, fields)
-        self._check_fields(cast(Body, message), cast("int | None", fields.get("chain_id")))
-        return message
+        return fields
 
     def _origin(self, header: str) -> tuple[str | None, str]:
-        origin = strip_header(header, self.header_suffix)
-        if "://" not in origin:
-            return None, origin
-        scheme, domain = origin.split("://", 1)
-        return scheme, domain
+        return _split_origin(strip_header(header, self.header_suffix))
+
+
+def _split_origin(origin: str) -> tuple[str | None, str]:
+    if "://" not in origin:
+        return None, origin
+    scheme, domain = origin.split("://", 1)
+    return scheme, domain
+
+
+@functools.cache
+def _shape(header_suffix: str, has_chain_id: bool) -> re.Pattern[str]:
+    """The layout drawn in :mod:`keyproof.messages.siwe` as one regular expression, each
+    field's text captured as :meth:`Layout._read_lines` reads it (no statement: the
+    address line is followed by two blank lines)."""
+    line = r"[^\n]*"
+    chain = rf"\nChain ID: (?P<chain_id>{line})" if has_chain_id else ""
+    return re.compile(
+        rf"(?P<origin>{line}){re.escape(header_suffix)}\n(?P<address>{line})\n\n"
+        rf"(?:(?P<statement>[^\n]+)\n)?\nURI: (?P<uri>{line})\nVersion: (?P<version>{line})"
+        rf"{chain}\nNonce: (?P<nonce>{line})\nIssued At: (?P<issued_at>{line})"
+        rf"(?:\nExpiration Time: (?P<expiration_time>{line}))?"
+        rf"(?:\nNot Before: (?P<not_before>{line}))?"
+        rf"(?:\nRequest ID: (?P<request_id>{line}))?"
+        rf"(?:\nResources:(?P<resources>(?:\n- {line})+))?",
+        re.ASCII,
+    )
 
 
 def _statement(lines: Lines) -> str | None:

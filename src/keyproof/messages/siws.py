@@ -99,6 +99,7 @@ _LABELS: Final = (
     ("request_id", "Request ID: "),
 )
 _OPTIONAL: Final = ("statement", *(name for name, _ in _LABELS))
+_FIELD_LABELS: Final = tuple(label for _, label in _LABELS)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -189,7 +190,7 @@ def _check_address(address: str) -> None:
 
 
 def _starts_a_field(line: str) -> bool:
-    return line == "Resources:" or any(line.startswith(label) for _, label in _LABELS)
+    return line == "Resources:" or line.startswith(_FIELD_LABELS)
 
 
 def _check_statement(statement: str) -> None:
