@@ -100,6 +100,17 @@ _LABELS: Final = (
 )
 _OPTIONAL: Final = ("statement", *(name for name, _ in _LABELS))
 _FIELD_LABELS: Final = tuple(label for _, label in _LABELS)
+_LINE: Final = r"[^\n]*"
+_SHAPE: Final = re.compile(
+    # The layout drawn above, each line ending with LF: the statement is a line that does
+    # not start like a field, and a blank line comes before the statement and the fields.
+    rf"(?P<domain>{_LINE}){re.escape(HEADER_SUFFIX)}\n(?P<address>{_LINE})\n"
+    rf"(?:\n(?!{'|'.join(map(re.escape, _FIELD_LABELS))}|Resources:\n)(?P<statement>{_LINE})\n)?"
+    r"(?:\n(?=.)"
+    + "".join(rf"(?:{re.escape(label)}(?P<{name}>{_LINE})\n)?" for name, label in _LABELS)
+    + rf"(?:Resources:\n(?P<resources>(?:- {_LINE}\n)+))?)?",
+    re.ASCII,
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -212,6 +223,32 @@ def _statement(lines: Lines) -> str | None:
     return statement
 
 
+def _read_lines(text: str) -> dict[str, object]:
+    lines = Lines(text)
+    fields: dict[str, object] = {"domain": strip_header(lines.next("header"), HEADER_SUFFIX)}
+    fields["address"] = lines.next("address")
+    fields["statement"] = _statement(lines)
+    for name, label in _LABELS:
+        fields[name] = lines.optional(label)
+    fields["resources"] = read_resources(lines)
+    lines.finish()
+    return fields
+
+
+def _read_at_once(text: str) -> dict[str, object] | None:
+    """What :func:`_read_lines` reads from a text in the SIWS shape, else ``None``."""
+    match = _SHAPE.fullmatch(text + "\n")  # every line, the last too, then ends with LF
+    if match is None:
+        return None
+    listed = match["resources"]
+    resources = tuple(line[2:] for line in listed[:-1].split("\n")) if listed else ()
+    if len(resources) > f.MAX_RESOURCES:
+        return None
+    fields: dict[str, object] = match.groupdict()
+    fields["resources"] = resources
+    return fields
+
+
 def parse(text: str) -> SiwsMessage:
     """Strictly parse a SIWS message; raise ``MalformedMessage`` if it breaks the ABNF.
 
@@ -219,29 +256,10 @@ def parse(text: str) -> SiwsMessage:
     parser's own (the text, which is what the message renders, passed the size bound),
     then the grammar of each field.
     """
-    lines = Lines(check_envelope(text))
-    domain = strip_header(lines.next("header"), HEADER_SUFFIX)
-    address = lines.next("address")
-    statement = _statement(lines)
-    uri, version, chain_id, nonce, issued_at, expiration_time, not_before, request_id = (
-        lines.optional(label) for _, label in _LABELS
-    )
-    resources = read_resources(lines)
-    lines.finish()
-    fields = {
-        "domain": domain,
-        "address": address,
-        "statement": statement,
-        "uri": uri,
-        "version": version,
-        "chain_id": chain_id,
-        "nonce": nonce,
-        "issued_at": issued_at,
-        "expiration_time": expiration_time,
-        "not_before": not_before,
-        "request_id": request_id,
-        "resources": resources,
-    }
+    text = check_envelope(text)
+    fields = _read_at_once(text)
+    if fields is None:  # not in the SIWS shape: read line by line for the exact refusal
+        fields = _read_lines(text)
     message = f.unchecked(SiwsMessage, fields)
     message._check_fields()
     return message
