@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from collections.abc import Callable
 
@@ -41,6 +42,8 @@ __all__ = [
 
 _HEX = re.compile(r"0x[0-9a-fA-F]*", re.ASCII)
 _BASE58 = re.compile(r"[1-9A-HJ-NP-Za-km-z]+", re.ASCII)
+_KEYS_KEPT = 4096
+_KEY_CHARS_KEPT = 256
 _BASE58_VALUES = {c: i for i, c in enumerate(base58.BITCOIN_ALPHABET.decode("ascii"))}
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]*", re.ASCII)
 _BASE64URL_SEGMENTS = re.compile(r"[A-Za-z0-9_.-]*", re.ASCII)
@@ -128,6 +131,19 @@ def _canonical_base64url(text: str) -> bytes | None:
     return binascii.a2b_base64(padded.replace("-", "+").replace("_", "/"))
 
 
+def _base58_key(text: str, max_length: int) -> bytes | None:
+    """:func:`_base58` for keys and accounts, which a sign-in decodes several times: the
+    answers for short texts are kept."""
+    if len(text) > _KEY_CHARS_KEPT:
+        return _base58(text, max_length)
+    return _kept_base58(text, max_length)
+
+
+@functools.lru_cache(maxsize=_KEYS_KEPT)
+def _kept_base58(text: str, max_length: int) -> bytes | None:
+    return _base58(text, max_length)
+
+
 def _base64url(text: str, length: int) -> bytes | None:
     if len(text) != (4 * length + 2) // 3:
         return None
@@ -173,7 +189,7 @@ def decode_hex0x_key(text: str, *, length: int) -> bytes:
 
 def decode_base58_key(text: str, *, length: int) -> bytes:
     """As :func:`decode_base58`, raising ``invalid_account``."""
-    return _key(_exact(_base58, text, length), "base58 of the expected length")
+    return _key(_exact(_base58_key, text, length), "base58 of the expected length")
 
 
 def decode_base58_key_upto(text: str, *, max_length: int) -> bytes:
@@ -181,7 +197,7 @@ def decode_base58_key_upto(text: str, *, max_length: int) -> bytes:
 
     For self-describing payloads (multicodec) whose length depends on their prefix.
     """
-    return _key(_base58(text, max_length), "base58")
+    return _key(_base58_key(text, max_length), "base58")
 
 
 def decode_base64url_key(text: str, *, length: int) -> bytes:
