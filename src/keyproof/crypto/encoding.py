@@ -112,8 +112,8 @@ def parse_base64url_segments(text: str) -> list[bytes] | None:
     if _BASE64URL_SEGMENTS.fullmatch(text) is None:
         return None
     decoded = []
-    for segment in text.split("."):
-        data = _canonical_base64url(segment) if len(segment) % 4 != 1 else None
+    for segment in _to_base64(text).split("."):
+        data = _canonical_base64(segment) if len(segment) % 4 != 1 else None
         if data is None:
             return None
         decoded.append(data)
@@ -122,13 +122,21 @@ def parse_base64url_segments(text: str) -> list[bytes] | None:
 
 def _canonical_base64url(text: str) -> bytes | None:
     """Decode text of the base64url alphabet whose length is not 1 mod 4."""
+    return _canonical_base64(_to_base64(text))
+
+
+def _to_base64(text: str) -> str:
+    return text.replace("-", "+").replace("_", "/")
+
+
+def _canonical_base64(text: str) -> bytes | None:
+    """Decode unpadded text of the base64 alphabet whose length is not 1 mod 4."""
     # Canonical means the bits past the last whole byte are zero: what encoding the
     # decoded bytes gives back, checked on the last character instead of re-encoding.
     tail = len(text) % 4
     if tail and text[-1] not in _CANONICAL_LAST[tail]:
         return None
-    padded = text + "=" * (-len(text) % 4)
-    return binascii.a2b_base64(padded.replace("-", "+").replace("_", "/"))
+    return binascii.a2b_base64(text + "=" * (-len(text) % 4))
 
 
 def _base58_key(text: str, max_length: int) -> bytes | None:
