@@ -75,6 +75,9 @@ MAX_REQUEST_ID: Final = 256
 # EIP-2294: floor(MAX_UINT64 / 2) - 36, the largest chain id usable in EIP-155 `v`.
 MAX_CHAIN_ID: Final = 9223372036854775771
 _DATETIMES_KEPT: Final = 1024
+_VALUES_KEPT: Final = 256
+"""Accepted domains and URIs remembered: a service's sign-ins repeat the same few, and
+the RFC 3986 grammars are long. A refusal raises and is not kept."""
 
 _UNRESERVED = r"A-Za-z0-9\-._~"
 _SUB_DELIMS = r"!$&'()*+,;="
@@ -185,6 +188,7 @@ def check_scheme(value: str, field: str = "scheme") -> None:
         raise malformed(field, "not an RFC 3986 scheme")
 
 
+@functools.lru_cache(maxsize=_VALUES_KEPT)
 def check_authority(value: str, field: str = "domain") -> None:
     """RFC 3986 §3.2 ``authority`` with a non-empty host and a port in 1..65535."""
     _bounded(value, field, MAX_AUTHORITY)
@@ -198,6 +202,7 @@ def check_authority(value: str, field: str = "domain") -> None:
         raise malformed(field, "port out of range")
 
 
+@functools.lru_cache(maxsize=_VALUES_KEPT)
 def check_uri(value: str, field: str = "uri", limit: int = MAX_URI) -> None:
     """RFC 3986 §3 ``URI`` (absolute, fragment allowed)."""
     _bounded(value, field, limit)
