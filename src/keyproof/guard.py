@@ -280,7 +280,10 @@ class KeyproofBackend(AuthenticationBackend):
     async def _verified(self, token: str) -> dict[str, Any]:
         jws = parse_token(token)
         kid = jws.header.get("kid")  # only to pick a cached key; verification checks all
-        keys = await self.jwks.keys(kid if isinstance(kid, str) else None)
+        kid = kid if isinstance(kid, str) else None
+        keys = self.jwks.fresh(kid)
+        if keys is None:
+            keys = await self.jwks.keys(kid)
         claims = verify_parsed(
             jws,
             keys=keys,

@@ -68,6 +68,10 @@ class JWKSCache:
         unknown = kid is not None and kid not in self._keys and KID_PATTERN.fullmatch(kid)
         return age >= self._max_age or (bool(unknown) and age >= self._cooldown)
 
+    def fresh(self, kid: str | None = None) -> Mapping[str, Ed25519PublicKey] | None:
+        """The cached keys when :meth:`keys` would return them without a fetch, else None."""
+        return None if self._due(kid) else self._keys
+
     async def keys(self, kid: str | None = None) -> Mapping[str, Ed25519PublicKey]:
         """The cached keys, refreshed first if stale or if ``kid`` is new (rate limited)."""
         if self._due(kid):

@@ -46,7 +46,6 @@ _KEYS_KEPT = 4096
 _KEY_CHARS_KEPT = 256
 _BASE58_VALUES = {c: i for i, c in enumerate(base58.BITCOIN_ALPHABET.decode("ascii"))}
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]*", re.ASCII)
-_BASE64URL_SEGMENTS = re.compile(r"[A-Za-z0-9_.-]*", re.ASCII)
 # The last character of 2 (or 3) characters mod 4 carries 4 (or 2) bits past the data.
 _CANONICAL_LAST = {2: frozenset("AQgw"), 3: frozenset("AEIMQUYcgkosw048")}
 
@@ -109,11 +108,12 @@ def parse_base64url(text: str, *, max_length: int) -> bytes | None:
 def parse_base64url_segments(text: str) -> list[bytes] | None:
     """The ``.``-separated segments of ``text`` (a compact JWS), each decoded as by
     :func:`parse_base64url`, else ``None``; the caller bounds the length of ``text``."""
-    if _BASE64URL_SEGMENTS.fullmatch(text) is None:
+    if "+" in text or "/" in text or "=" in text:  # base64, or padded
         return None
     decoded = []
     for segment in _to_base64(text).split("."):
-        data = _canonical_base64(segment) if len(segment) % 4 != 1 else None
+        # The strict decoder refuses every character outside the base64 alphabet.
+        data = _canonical_base64(segment, strict=True) if len(segment) % 4 != 1 else None
         if data is None:
             return None
         decoded.append(data)
@@ -129,14 +129,17 @@ def _to_base64(text: str) -> str:
     return text.replace("-", "+").replace("_", "/")
 
 
-def _canonical_base64(text: str) -> bytes | None:
-    """Decode unpadded text of the base64 alphabet whose length is not 1 mod 4."""
+def _canonical_base64(text: str, *, strict: bool = False) -> bytes | None:
+    """Decode unpadded base64 whose length is not 1 mod 4 (of its alphabet unless strict)."""
     # Canonical means the bits past the last whole byte are zero: what encoding the
     # decoded bytes gives back, checked on the last character instead of re-encoding.
     tail = len(text) % 4
     if tail and text[-1] not in _CANONICAL_LAST[tail]:
         return None
-    return binascii.a2b_base64(text + "=" * (-len(text) % 4))
+    try:
+        return binascii.a2b_base64(text + "=" * (-len(text) % 4), strict_mode=strict)
+    except ValueError:  # binascii.Error, or a character that is not ASCII
+        return None
 
 
 def _base58_key(text: str, max_length: int) -> bytes | None:
