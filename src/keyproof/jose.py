@@ -95,7 +95,10 @@ def parse_compact(text: str, *, max_length: int) -> CompactJWS:
     if decoded is None:
         raise JoseError("segments must be canonical unpadded base64url")
     header_bytes, payload, signature = decoded
-    header = _header_object(header_bytes)
+    if b"{" in header_bytes[1:] or b"[" in header_bytes:  # may nest: the caller's own copy
+        header: Mapping[str, Any] = _json_object(header_bytes, "header")
+    else:
+        header = _flat_header(header_bytes)
     if "crit" in header:
         raise JoseError("critical header parameters are not supported")
     signing_input = text[: len(segments[0]) + 1 + len(segments[1])].encode("ascii")
@@ -184,9 +187,9 @@ def _coordinate(value: Any) -> bytes:
 
 
 @functools.lru_cache(maxsize=_HEADERS_KEPT)
-def _header_object(data: bytes) -> Mapping[str, Any]:
-    """A header as a read-only mapping; the last few are kept, as every token one issuer
-    key signs carries the same header. A refused header raises and is not kept."""
+def _flat_header(data: bytes) -> Mapping[str, Any]:
+    """A header without nested values, read-only; the last few are kept, as every token
+    one issuer key signs carries the same header. A refused header raises and is not kept."""
     return MappingProxyType(_json_object(data, "header"))
 
 
