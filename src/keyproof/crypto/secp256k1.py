@@ -44,7 +44,7 @@ _HALF_ORDER = CURVE_ORDER // 2
 _EIP191_PREFIX = b"\x19Ethereum Signed Message:\n"
 _RECOVERY_IDS = {0: 0, 1: 1, 27: 0, 28: 1}
 _ADDRESS_LENGTH = 20
-_HIGH_NIBBLES = frozenset("89abcdef")
+_EACH_BYTE = int.from_bytes(b"\x01" * 2 * _ADDRESS_LENGTH, "big")
 _CHECKSUMS_KEPT = 4096
 """Spellings remembered: a sign-in spells its address at challenge, render and parse."""
 
@@ -64,11 +64,16 @@ def checksum_address(address: bytes) -> str:
 
 @functools.lru_cache(maxsize=_CHECKSUMS_KEPT)
 def _checksum(address: bytes) -> str:
-    lower = address.hex()
-    digest = keccak256(lower.encode("ascii")).hex()
     # A hex letter is upper case where the digest's nibble at its position is 8 or more.
-    spelled = [c.upper() if h in _HIGH_NIBBLES else c for c, h in zip(lower, digest, strict=False)]
-    return "0x" + "".join(spelled)
+    # All 40 characters at once, as ASCII bytes in one integer: a digest hex digit is 8
+    # or more when its byte has bit 3 ('8', '9') or bit 6 ('a'-'f') set; an address
+    # digit is a letter when its byte has bit 6 set; bit 5 set to 0 upper-cases it.
+    lower = address.hex().encode("ascii")
+    digest = keccak256(lower).hex().encode("ascii")[:40]
+    spelled, nibbles = int.from_bytes(lower, "big"), int.from_bytes(digest, "big")
+    high = ((nibbles >> 3) | (nibbles >> 6)) & _EACH_BYTE
+    letters = (spelled >> 6) & _EACH_BYTE
+    return "0x" + (spelled ^ ((high & letters) << 5)).to_bytes(40, "big").decode("ascii")
 
 
 def canonical_public_key(key: bytes) -> bytes:
