@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from nacl.signing import SigningKey as NaclSigningKey
 
 from keyproof._json import loads_strict
 from keyproof.crypto import ed25519
@@ -120,12 +121,18 @@ def verify_signature(jws: CompactJWS, key: PublicKey) -> None:
 
 def sign_compact(header: Mapping[str, Any], payload: Mapping[str, Any], key: Any) -> str:
     """A compact JWS of compact JSON, signed with an Ed25519 private key (alg ``Ed25519``)
-    or a P-256 one (alg ``ES256``, RFC 7518 §3.4: ``R ‖ S``, as WebCrypto signs)."""
+    or a P-256 one (alg ``ES256``, RFC 7518 §3.4: ``R ‖ S``, as WebCrypto signs).
+
+    An Ed25519 key may also be a pynacl ``SigningKey``: libsodium signs faster than
+    OpenSSL, and Ed25519 signatures are deterministic, so the bytes are the same.
+    """
     alg = header.get("alg")
     signing_input = f"{_segment(header)}.{_segment(payload)}"
     data = signing_input.encode("ascii")
     if isinstance(key, Ed25519PrivateKey) and alg == "Ed25519":
         signature = key.sign(data)
+    elif isinstance(key, NaclSigningKey) and alg == "Ed25519":
+        signature = key.sign(data).signature
     elif _is_p256(key) and alg == "ES256":
         r, s = decode_dss_signature(key.sign(data, ec.ECDSA(hashes.SHA256())))
         signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")

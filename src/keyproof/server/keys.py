@@ -9,6 +9,7 @@ The file lives in the data directory with mode 0600 and is replaced atomically.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
     PublicFormat,
 )
+from nacl.signing import SigningKey as NaclSigningKey
 
 from keyproof import jose
 from keyproof._files import require_private
@@ -76,6 +78,11 @@ class SigningKey:
     @property
     def public(self) -> Ed25519PublicKey:
         return self.private.public_key()
+
+    @functools.cached_property
+    def signer(self) -> NaclSigningKey:
+        """The same key for libsodium, which signs tokens faster (the same signatures)."""
+        return NaclSigningKey(self.private.private_bytes_raw())
 
     def public_jwk(self) -> dict[str, str]:
         raw = self.public.public_bytes(Encoding.Raw, PublicFormat.Raw)

@@ -75,5 +75,5 @@ def mint_access_token(
     if sid is not None:
         claims["sid"] = sid
     header = {"alg": "Ed25519", "typ": ACCESS_TOKEN_TYPE, "kid": key.kid}
-    token = sign_compact(header, claims, key.private)
+    token = sign_compact(header, claims, key.signer)
     return AccessToken(token, claims)
