@@ -183,7 +183,11 @@ def jwk_thumbprint(key: PublicKey) -> str:
 
 
 def _segment(value: Mapping[str, Any]) -> str:
-    return encode_base64url(json.dumps(value, separators=(",", ":")).encode("utf-8"))
+    return encode_base64url(_COMPACT_JSON.encode(value).encode("utf-8"))
+
+
+# One encoder for every segment: ``json.dumps`` with separators would build one each call.
+_COMPACT_JSON: Final = json.JSONEncoder(separators=(",", ":"))
 
 
 def _coordinate(value: Any) -> bytes:
