@@ -75,8 +75,9 @@ class SigningKey:
     def __repr__(self) -> str:
         return f"SigningKey(kid={self.kid!r}, active_from={self.active_from})"
 
-    @property
+    @functools.cached_property
     def public(self) -> Ed25519PublicKey:
+        """Kept: deriving it costs more than a dictionary look-up on every verification."""
         return self.private.public_key()
 
     @functools.cached_property
