@@ -214,7 +214,7 @@ class KeyproofBackend(AuthenticationBackend):
         user = await self.user_of(conn)
         if user is None:
             return None
-        return AuthCredentials(list(user.scopes)), user
+        return AuthCredentials(user.scopes), user
 
     async def user_of(self, conn: HTTPConnection) -> KeyproofUser | None:
         """The holder of the request's valid token, ``None`` without one, else raise

@@ -92,14 +92,11 @@ def parse_compact(text: str, *, max_length: int) -> CompactJWS:
     segments = text.split(".")
     if len(segments) != 3 or not all(segments):
         raise JoseError("a compact JWS has three segments")
-    decoded = parse_base64url_segments(text)  # each shorter than text: max_length holds
+    decoded = parse_base64url_segments(text, first=False)  # each within max_length
     if decoded is None:
         raise JoseError("segments must be canonical unpadded base64url")
-    header_bytes, payload, signature = decoded
-    if b"{" in header_bytes[1:] or b"[" in header_bytes:  # may nest: the caller's own copy
-        header: Mapping[str, Any] = _json_object(header_bytes, "header")
-    else:
-        header = _flat_header(header_bytes)
+    payload, signature = decoded
+    header = _header(segments[0])
     if "crit" in header:
         raise JoseError("critical header parameters are not supported")
     signing_input = text[: len(segments[0]) + 1 + len(segments[1])].encode("ascii")
@@ -197,11 +194,27 @@ def _coordinate(value: Any) -> bytes:
     return raw
 
 
+def _header(segment: str) -> Mapping[str, Any]:
+    kept = _kept_header(segment)
+    return _json_object(_header_bytes(segment), "header") if kept is None else kept
+
+
 @functools.lru_cache(maxsize=_HEADERS_KEPT)
-def _flat_header(data: bytes) -> Mapping[str, Any]:
+def _kept_header(segment: str) -> Mapping[str, Any] | None:
     """A header without nested values, read-only; the last few are kept, as every token
-    one issuer key signs carries the same header. A refused header raises and is not kept."""
+    one issuer key signs carries the same header. ``None`` for one that may nest: each
+    caller gets its own copy of that. A refused header raises and is not kept."""
+    data = _header_bytes(segment)
+    if b"{" in data[1:] or b"[" in data:
+        return None
     return MappingProxyType(_json_object(data, "header"))
+
+
+def _header_bytes(segment: str) -> bytes:
+    decoded = parse_base64url_segments(segment)
+    if decoded is None:
+        raise JoseError("segments must be canonical unpadded base64url")
+    return decoded[0]
 
 
 def _json_object(data: bytes, what: str) -> dict[str, Any]:
