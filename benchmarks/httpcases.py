@@ -9,9 +9,9 @@ Each comparison pairs a keyproof side with a baseline side loaded by the same cl
 - ``guard``: ``GET /profile`` behind ``keyproof.guard`` against the same route behind a
   minimal PyJWT backend, the same token (wrk).
 
-Sides alternate run by run (A, B, A, B, ...). Peak runs first; then each side is run at
-half of its own median peak rate, where its p50/p99 are what a user sees short of
-saturation. ``speed_ratio`` is keyproof's rate / the baseline's.
+Sides alternate run by run (A, B, A, B, ...). Peak rounds first; then as many rounds
+with each side at half of its own median peak rate, where its p50/p99 are what a user
+sees short of saturation. ``speed_ratio`` is keyproof's rate / the baseline's.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ CHALLENGE_BODY = json.dumps({"account": "eip155:1:0xd8da6bf26964af9d7eed9e03e534
 
 @dataclass(frozen=True)
 class Plan:
-    seconds: float = 4.0
+    seconds: float = 3.0
     rounds: int = 2
     warmup: float = 1.0
     workers: tuple[int, ...] = (1, 2)
@@ -81,21 +81,29 @@ def _median(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def measure(comparison: Comparison, plan: Plan) -> dict[str, dict[str, Any]]:
-    """Peak rounds then a half-peak round, sides alternating; medians per side."""
+    """Peak rounds, then as many rounds at half of each side's peak; medians per side."""
     sides = comparison.sides
     if plan.warmup:
         for run in sides.values():
             run(plan.warmup, None)
-    peaks: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}
+    peaks = _rounds(sides, plan, dict.fromkeys(sides))
+    stalled = [name for name in sides if _median(peaks[name])["rate"] <= 0]
+    if stalled:
+        raise RuntimeError(f"{comparison.case}: no answer at all from {stalled}")
+    halves = _rounds(sides, plan, {name: _median(peaks[name])["rate"] / 2 for name in sides})
+    return {
+        name: {"peak": _median(peaks[name]), "half_peak": _median(halves[name])} for name in sides
+    }
+
+
+def _rounds(
+    sides: dict[str, Run], plan: Plan, rates: dict[str, float | None]
+) -> dict[str, list[dict[str, Any]]]:
+    samples: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}
     for _ in range(plan.rounds):
         for name, run in sides.items():
-            peaks[name].append(run(plan.seconds, None))
-    result = {name: {"peak": _median(samples)} for name, samples in peaks.items()}
-    for name, run in sides.items():
-        half = result[name]["peak"]["rate"] / 2
-        sample = run(plan.seconds, half) if half >= 1 else None
-        result[name]["half_peak"] = None if sample is None else _median([sample])
-    return result
+            samples[name].append(run(plan.seconds, rates[name]))
+    return samples
 
 
 def _row(comparison: Comparison, measured: dict[str, dict[str, Any]], **facts: Any) -> Any:

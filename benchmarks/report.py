@@ -199,10 +199,14 @@ def chart(report: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     found = ratios(report)
-    labels, values = [x[0][:72] for x in found], [x[1] for x in found]
+    labels, values = [x[0][:64] for x in found], [x[1] for x in found]
     figure, axes = plt.subplots(figsize=(12, 0.32 * len(found) + 1.6))
     colours = ["tab:green" if v >= 1 else "tab:red" for v in values]
     axes.barh(range(len(found)), values, color=colours)
+    for index, value in enumerate(values):
+        axes.annotate(
+            f"{value:.3g}", (value, index), xytext=(3, -3), textcoords="offset points", fontsize=6
+        )
     axes.set_yticks(range(len(found)), labels, fontsize=7)
     axes.invert_yaxis()
     axes.set_xscale("log")

@@ -27,6 +27,9 @@ IN_PROCESS_CASES = {
     "guard_authenticate",
     "access_token_verify",
     "client_dpop_proof",
+    "client_personal_sign",
+    "eip712_digest",
+    "contract_check_call_data",
 }
 WRK = shutil.which("wrk") is not None
 BEGIN, END = "<!-- benchmarks:begin (python -m benchmarks.readme", "<!-- benchmarks:end -->"
@@ -68,6 +71,24 @@ def test_every_in_process_case_ran_against_its_baselines(run: tuple[dict[str, An
     assert {"siwe-py", "eth-account", "floor:"} <= siwe
     memory = {row["store"]: row for row in report["memory"]}
     assert memory["memory"]["bytes_per_challenge"] > 0
+
+
+def test_in_process_logins_on_each_store(run: tuple[dict[str, Any], Path]):
+    report, _ = run
+    cases = {row["case"]: row for row in report["logins_inprocess"]}
+    skipped = {row["case"]: row["reason"] for row in report["skipped"]}
+    assert "login_sqlite_store" in cases
+    for store, switch in (
+        ("redis", "KEYPROOF_REQUIRE_REDIS"),
+        ("postgres", "KEYPROOF_REQUIRE_POSTGRES"),
+    ):
+        case = f"login_{store}_store"
+        assert (case in cases) != (case in skipped), case
+        if os.environ.get(switch) == "1":
+            assert case in cases, skipped
+    for row in cases.values():
+        assert row["logins_per_second"] > 0
+        assert 0 < row["p50_ms"] <= row["p99_ms"]
 
 
 def test_http_cases_with_wrk(run: tuple[dict[str, Any], Path]):
