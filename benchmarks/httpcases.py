@@ -77,6 +77,7 @@ def _median(samples: list[dict[str, Any]]) -> dict[str, Any]:
     }
     merged["failures"] = sum(s["failures"] for s in samples)
     merged["runs"] = [s["rate"] for s in samples]
+    merged["p99_runs"] = [s["p99_ms"] for s in samples if s["p99_ms"] is not None]
     return merged
 
 

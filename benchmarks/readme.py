@@ -29,13 +29,15 @@ def table(report: dict[str, Any]) -> str:
         f"{machine['cpu_count']} CPUs ({machine['processor']}), Python {machine['python']}; "
         f"load average {load['start'][0]} at the start, {load['end'][0]} at the end. "
         "Ratios are speed ratios: the baseline's time ÷ keyproof's, or keyproof's rate ÷ "
-        "the baseline's; above 1, keyproof is faster.",
+        "the baseline's; above 1, keyproof is faster. Spread: the slowest round (or run) "
+        "minus the fastest, over the median, for the noisier side: how much to trust a row.",
         "",
-        "| path | keyproof | baseline | ratio | target | met |",
-        "|---|---|---|---|---|---|",
+        "| path | keyproof | baseline | ratio | spread | target | met |",
+        "|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {h.path} | {h.keyproof} | {h.baseline} | {h.ratio} | {h.target} | {MET[h.met]} |"
+        f"| {h.path} | {h.keyproof} | {h.baseline} | {h.ratio} | {h.spread} | {h.target} "
+        f"| {MET[h.met]} |"
         for h in headlines(report)
     ]
     return "\n".join(lines)

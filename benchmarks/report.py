@@ -6,6 +6,7 @@ rate / the baseline's (HTTP): above 1, keyproof is faster.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,13 @@ class Headline:
     ratio: str
     target: str
     met: bool | None  # None: not measured in this run
+    spread: str = "—"  # (slowest - fastest round) / median, the noisier side's
+
+
+def _spread(*series: list[float]) -> str:
+    """The largest relative range of rounds among ``series`` (each a side's samples)."""
+    spreads = [(max(v) - min(v)) / statistics.median(v) for v in series if v and min(v) > 0]
+    return f"{max(spreads):.0%}" if spreads else "—"
 
 
 def _inprocess(report: dict[str, Any], case: str, prefix: str) -> tuple[Any, Any] | None:
@@ -55,6 +63,7 @@ def _time_row(
         f"{ratio:.3g}×",
         target,
         ratio >= bound,
+        f"{max(mine['spread'], base['spread']):.0%}",
     )
 
 
@@ -73,6 +82,7 @@ def _login_rows(report: dict[str, Any]) -> Iterator[Headline]:
             f"{ratio:.3g}×",
             "≥ 0.2×",
             ratio >= 0.2,
+            _spread(one["keyproof"]["peak"]["runs"], echo["peak"]["runs"]),
         )
         half = one["keyproof"]["half_peak"]
         base_half = one["baselines"][0]["half_peak"]
@@ -83,6 +93,7 @@ def _login_rows(report: dict[str, Any]) -> Iterator[Headline]:
             "—",
             "≤ 5 ms",
             half["p99_ms"] <= 5,
+            _spread(half.get("p99_runs", []), base_half.get("p99_runs", [])),
         )
         two = _http(report, "login", 2, store)
         if two is not None:
@@ -95,6 +106,10 @@ def _login_rows(report: dict[str, Any]) -> Iterator[Headline]:
                 "—",
                 "≥ echo's own scaling",
                 scaling >= echo_scaling,
+                _spread(
+                    *(r["peak"]["runs"] for r in (one["keyproof"], two["keyproof"], echo)),
+                    two["baselines"][-1]["peak"]["runs"],
+                ),
             )
 
 
@@ -110,6 +125,7 @@ def _guard_http(report: dict[str, Any]) -> Headline:
         f"{base['speed_ratio']:.3g}×",
         "≥ 1×",
         base["speed_ratio"] >= 1,
+        _spread(row["keyproof"]["peak"]["runs"], base["peak"]["runs"]),
     )
 
 

@@ -124,7 +124,7 @@ def test_readme_table_is_generated_from_the_json(run: tuple[dict[str, Any], Path
     before, _, rest = rewritten.partition(BEGIN)
     block, _, after = rest.partition(END)
     assert before == text.partition(BEGIN)[0] and after == text.partition(END)[2]
-    assert "| path | keyproof | baseline | ratio | target | met |" in block
+    assert "| path | keyproof | baseline | ratio | spread | target | met |" in block
     assert "quick mode" in block
     for headline in report["headlines"]:
         assert f"| {headline['path']} |" in block
