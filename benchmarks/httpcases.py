@@ -1,0 +1,203 @@
+"""HTTP cases: keyproof's servers against a bare Starlette app, measured in the same run.
+
+Each comparison pairs a keyproof side with a baseline side loaded by the same client:
+
+- ``challenge``: ``POST /v1/challenge`` (wrk) against ``POST /echo`` of the same body;
+- ``login``: challenge + token with a new key each (``benchmarks.loadclient``; wrk
+  cannot sign) against the same driver sending the same two bodies to the echo app;
+  the echo app's wrk rate is given next to it, the framework's own request rate;
+- ``guard``: ``GET /profile`` behind ``keyproof.guard`` against the same route behind a
+  minimal PyJWT backend, the same token (wrk).
+
+Sides alternate run by run (A, B, A, B, ...). Peak rounds first; then as many rounds
+with each side at half of its own median peak rate, where its p50/p99 are what a user
+sees short of saturation. ``speed_ratio`` is keyproof's rate / the baseline's.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any
+
+from benchmarks import servers, wrk
+from benchmarks.apps import SCOPE
+from benchmarks.loadclient import drive
+
+Run = Callable[[float, float | None], dict[str, Any]]
+CHALLENGE_BODY = json.dumps({"account": "eip155:1:0xd8da6bf26964af9d7eed9e03e53415d37aa96045"})
+
+
+@dataclass(frozen=True)
+class Plan:
+    seconds: float = 3.0
+    rounds: int = 2
+    warmup: float = 1.0
+    workers: tuple[int, ...] = (1, 2)
+    stores: tuple[str, ...] = ("sqlite", "redis", "postgres")
+    postgres_workers: tuple[int, ...] = (1,)
+    guard: bool = True
+
+
+@dataclass(frozen=True)
+class Comparison:
+    case: str
+    unit: str
+    sides: dict[str, Run]  # keyproof first, then the baseline
+
+
+def _wrk_post(port: int, path: str, body: str) -> Run:
+    url = f"http://127.0.0.1:{port}{path}"
+    headers = {"content-type": "application/json"}
+
+    def run(seconds: float, rate: float | None) -> dict[str, Any]:
+        return wrk.run(url, seconds=seconds, method="POST", body=body, headers=headers, rate=rate)
+
+    return run
+
+
+def _wrk_get(port: int, path: str, token: str) -> Run:
+    url, headers = f"http://127.0.0.1:{port}{path}", {"authorization": f"Bearer {token}"}
+    return lambda seconds, rate: wrk.run(url, seconds=seconds, headers=headers, rate=rate)
+
+
+def _driver(port: int, echo: bool) -> Run:
+    return lambda seconds, rate: drive(port, echo=echo, seconds=seconds, rate=rate)
+
+
+def _median(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, v in samples[0].items() if isinstance(v, int | float) and k != "target_rate"]
+    merged: dict[str, Any] = {
+        key: round(statistics.median(s[key] for s in samples if s[key] is not None), 3)
+        for key in keys
+        if all(s[key] is not None for s in samples)
+    }
+    merged["failures"] = sum(s["failures"] for s in samples)
+    merged["runs"] = [s["rate"] for s in samples]
+    merged["p99_runs"] = [s["p99_ms"] for s in samples if s["p99_ms"] is not None]
+    return merged
+
+
+def measure(comparison: Comparison, plan: Plan) -> dict[str, dict[str, Any]]:
+    """Peak rounds, then as many rounds at half of each side's peak; medians per side."""
+    sides = comparison.sides
+    if plan.warmup:
+        for run in sides.values():
+            run(plan.warmup, None)
+    peaks = _rounds(sides, plan, dict.fromkeys(sides))
+    stalled = [name for name in sides if _median(peaks[name])["rate"] <= 0]
+    if stalled:
+        raise RuntimeError(f"{comparison.case}: no answer at all from {stalled}")
+    halves = _rounds(sides, plan, {name: _median(peaks[name])["rate"] / 2 for name in sides})
+    return {
+        name: {"peak": _median(peaks[name]), "half_peak": _median(halves[name])} for name in sides
+    }
+
+
+def _rounds(
+    sides: dict[str, Run], plan: Plan, rates: dict[str, float | None]
+) -> dict[str, list[dict[str, Any]]]:
+    samples: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}
+    for _ in range(plan.rounds):
+        for name, run in sides.items():
+            samples[name].append(run(plan.seconds, rates[name]))
+    return samples
+
+
+def _row(comparison: Comparison, measured: dict[str, dict[str, Any]], **facts: Any) -> Any:
+    names = list(measured)
+    mine = measured[names[0]]
+    baselines = [
+        {
+            "name": name,
+            **measured[name],
+            "speed_ratio": round(mine["peak"]["rate"] / measured[name]["peak"]["rate"], 4),
+        }
+        for name in names[1:]
+    ]
+    return {
+        "case": comparison.case,
+        "unit": comparison.unit,
+        **facts,
+        "keyproof": mine,
+        "baselines": baselines,
+    }
+
+
+def _store_rows(plan: Plan, echo_port: int, store: str, workers: int) -> Iterator[Any]:
+    with servers.keyproof(store, workers) as server:
+        port = servers.port_of(server)
+        challenge = Comparison(
+            "challenge",
+            "requests/s",
+            {
+                "keyproof": _wrk_post(port, "/v1/challenge", CHALLENGE_BODY),
+                "echo (wrk)": _wrk_post(echo_port, "/echo", CHALLENGE_BODY),
+            },
+        )
+        login = Comparison(
+            "login",
+            "logins/s",
+            {"keyproof": _driver(port, False), "echo, same driver": _driver(echo_port, True)},
+        )
+        challenge_row = _row(challenge, measure(challenge, plan), store=store, workers=workers)
+        login_row = _row(login, measure(login, plan), store=store, workers=workers)
+        echo_wrk = challenge_row["baselines"][0]
+        login_row["baselines"].append(
+            {
+                **{k: echo_wrk[k] for k in ("name", "peak", "half_peak")},
+                "name": "echo (wrk), requests/s",
+                "speed_ratio": round(
+                    login_row["keyproof"]["peak"]["rate"] / echo_wrk["peak"]["rate"], 4
+                ),
+            }
+        )
+        yield challenge_row
+        yield login_row
+
+
+def _guard_rows(plan: Plan, workers: int) -> Iterator[Any]:
+    with servers.keyproof("sqlite", 1) as issuer:
+        token, key = servers.token_for(issuer, SCOPE)
+        env = {"KEYPROOF_BENCH_ISSUER": issuer.url, "KEYPROOF_BENCH_KEY": key}
+        with ExitStack() as stack:
+            guarded = stack.enter_context(servers.app("guarded", workers, env))
+            pyjwt = stack.enter_context(servers.app("pyjwt_guarded", workers, env))
+            for app in (guarded, pyjwt):  # the guard's JWKS fetched, both routes answering
+                servers.prime(f"{app.url}/profile", token)
+            guard = Comparison(
+                "guard_route",
+                "requests/s",
+                {
+                    "keyproof": _wrk_get(servers.port_of(guarded), "/profile", token),
+                    "minimal PyJWT backend": _wrk_get(servers.port_of(pyjwt), "/profile", token),
+                },
+            )
+            yield _row(guard, measure(guard, plan), workers=workers)
+
+
+def run_all(plan: Plan) -> tuple[list[Any], list[Any]]:
+    """Rows of every HTTP case, and the cases skipped with their reason."""
+    if not wrk.available():
+        return [], [{"case": "http", "reason": "wrk not installed (apt-get install wrk)"}]
+    rows: list[Any] = []
+    skipped: list[Any] = []
+    reachable = {}
+    for store in plan.stores:
+        reason = servers.store_reachable(store)
+        if reason is None:
+            reachable[store] = True
+        else:
+            skipped.append({"case": f"http {store}", "reason": reason})
+    for workers in plan.workers:
+        with servers.app("echo", workers) as echo:
+            for store in reachable:
+                if store == "postgres" and workers not in plan.postgres_workers:
+                    continue
+                rows.extend(_store_rows(plan, servers.port_of(echo), store, workers))
+        if plan.guard:
+            rows.extend(_guard_rows(plan, workers))
+    return rows, skipped

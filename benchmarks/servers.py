@@ -1,0 +1,179 @@
+"""Servers of the HTTP cases on 127.0.0.1 and free ports; each stopped by its pid.
+
+keyproof runs as shipped (``keyproof serve``, uvloop) with its rate limits raised by
+settings so that one load generator on one IP is not refused: every check still runs,
+the counters are still written, only the thresholds are high. The echo and resource
+apps run with uvicorn's same loop and HTTP parser, access log off.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import httpx
+
+from keyproof.server.config import LIMIT_SETTINGS
+from keyproof.testing import KeyproofServer, ServerProcess, free_port
+
+REDIS_URL = os.environ.get("KEYPROOF_REDIS_URL", "redis://127.0.0.1:6379/15")
+POSTGRES_URL = os.environ.get("KEYPROOF_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+HIGH_LIMIT = 10**9
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def store_url(store: str, directory: Path, tag: str) -> str:
+    if store == "sqlite":
+        return f"sqlite:///{directory}/keyproof.db"
+    if store == "redis":
+        return f"{REDIS_URL}?prefix=keyproof-bench:{tag}:"
+    if store == "postgres":
+        return f"{POSTGRES_URL}?schema=keyproof_bench_{tag}"
+    raise ValueError(store)
+
+
+def _config(directory: Path) -> Path:
+    path = directory / "keyproof.toml"
+    lines = ["[keyproof]", 'log_level = "warning"']
+    lines += [f"{name} = {HIGH_LIMIT}" for name in sorted(LIMIT_SETTINGS)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@contextmanager
+def keyproof(store: str, workers: int) -> Iterator[KeyproofServer]:
+    """``keyproof serve`` on ``store`` with ``workers`` processes; its state removed after."""
+    directory = Path(tempfile.mkdtemp(prefix="keyproof-bench-"))
+    tag = uuid.uuid4().hex[:12]
+    args = [
+        "--workers",
+        str(workers),
+        "--store",
+        store_url(store, directory, tag),
+        "--config",
+        str(_config(directory)),
+    ]
+    server = KeyproofServer(directory / "data", args=args, startup_timeout=60)
+    try:
+        with server:
+            yield server
+    finally:
+        cleanup(store, tag)
+
+
+def cleanup(store: str, tag: str) -> None:
+    """Remove a Redis prefix or a PostgreSQL schema the benchmark created."""
+    if store == "redis":
+        import redis
+
+        with suppress(redis.RedisError, ValueError):
+            client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+            keys = list(client.scan_iter(match=f"keyproof-bench:{tag}:*", count=1000))
+            for start in range(0, len(keys), 1000):
+                client.delete(*keys[start : start + 1000])
+            client.close()
+    elif store == "postgres":
+        import asyncio
+
+        import asyncpg
+
+        async def drop() -> None:
+            conn = await asyncpg.connect(POSTGRES_URL, timeout=2)
+            await conn.execute(f'DROP SCHEMA IF EXISTS "keyproof_bench_{tag}" CASCADE')
+            await conn.close()
+
+        with suppress(OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            asyncio.run(drop())
+
+
+@contextmanager
+def app(name: str, workers: int, env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
+    """One of ``benchmarks.apps`` under uvicorn (uvloop, httptools)."""
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        f"benchmarks.apps:{name}",
+        "--app-dir",
+        str(ROOT),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    log = Path(tempfile.mkdtemp(prefix="keyproof-bench-")) / f"{name}.log"
+    with ServerProcess(command, url=f"http://127.0.0.1:{port}", log_path=log, env=env) as server:
+        yield server
+
+
+def port_of(server: ServerProcess) -> int:
+    return int(server.url.rsplit(":", 1)[1])
+
+
+def store_reachable(store: str) -> str | None:
+    """None when the store answers, else why it is skipped."""
+    if store == "sqlite":
+        return None
+    try:
+        if store == "redis":
+            import redis
+
+            redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+        else:
+            import asyncio
+
+            import asyncpg
+
+            async def ping() -> None:
+                conn = await asyncpg.connect(POSTGRES_URL, timeout=2)
+                await conn.close()
+
+            asyncio.run(ping())
+    except Exception as exc:
+        return f"{store} unreachable: {type(exc).__name__}"
+    return None
+
+
+def token_for(server: KeyproofServer, scope: str) -> tuple[str, str]:
+    """A real sign-in (did:key) on ``server``: the access token, and the issuer's key (x)."""
+    from nacl.signing import SigningKey
+
+    from keyproof.crypto.didkey import encode_did_key
+    from keyproof.crypto.encoding import encode_base64url
+
+    key = SigningKey.generate()
+    account = encode_did_key("ed25519", bytes(key.verify_key))
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        message = client.post("/v1/challenge", json={"account": account, "scope": scope})
+        text = message.raise_for_status().json()["message"]
+        signature = encode_base64url(key.sign(text.encode()).signature)
+        answer = client.post("/v1/token", json={"message": text, "signature": signature})
+        token = answer.raise_for_status().json()["access_token"]
+        jwks = client.get("/.well-known/jwks.json").raise_for_status().json()
+    return token, jwks["keys"][0]["x"]
+
+
+def prime(url: str, token: str, requests: int = 20) -> None:
+    """Authorised requests one at a time, each on a new connection, which must all succeed.
+
+    Each worker then has fetched the issuer's JWKS before the route is measured: a
+    guard's first fetch is not what the load test is about.
+    """
+    headers = {"authorization": f"Bearer {token}"}
+    for _ in range(requests):
+        httpx.get(url, headers=headers, timeout=10).raise_for_status()

@@ -1,0 +1,130 @@
+"""`make bench` in its reduced mode writes valid output, and the README table follows it.
+
+No timing is asserted: only that every case ran against its baselines and that the JSON,
+the chart and the README table have their shape. The HTTP part needs Debian's wrk: it is
+skipped with that reason where wrk is missing, unless ``KEYPROOF_REQUIRE_WRK=1`` (CI).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+IN_PROCESS_CASES = {
+    "siwe_parse_verify",
+    "keccak256_330B",
+    "siws_parse_verify",
+    "didkey_ed25519_parse_verify",
+    "guard_authenticate",
+    "access_token_verify",
+    "client_dpop_proof",
+    "client_personal_sign",
+    "eip712_digest",
+    "contract_check_call_data",
+}
+WRK = shutil.which("wrk") is not None
+BEGIN, END = "<!-- benchmarks:begin (python -m benchmarks.readme", "<!-- benchmarks:end -->"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
+    output = tmp_path_factory.mktemp("bench") / "latest.json"
+    command = [sys.executable, "-m", "benchmarks", "--quick", "--output", str(output)]
+    if not WRK:
+        command.append("--no-http")
+    finished = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=150, check=False
+    )
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    return json.loads(output.read_text()), output
+
+
+def test_reduced_mode_writes_machine_facts(run: tuple[dict[str, Any], Path]):
+    report, output = run
+    assert report["mode"] == "quick"
+    assert report["machine"]["cpu_count"] >= 1
+    assert report["machine"]["packages"]["keyproof"]
+    assert report["machine"]["python"].count(".") == 2
+    assert all(len(report["load_average"][when]) == 3 for when in ("start", "end"))
+    assert output.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_every_in_process_case_ran_against_its_baselines(run: tuple[dict[str, Any], Path]):
+    report, _ = run
+    cases = {row["case"]: row for row in report["inprocess"]}
+    assert set(cases) >= IN_PROCESS_CASES
+    for row in cases.values():
+        assert row["keyproof"]["us"] > 0
+        assert row["baselines"], row["case"]
+        for base in row["baselines"]:
+            assert base["us"] > 0 and base["speed_ratio"] > 0
+    siwe = {base["name"].split(" ")[0] for base in cases["siwe_parse_verify"]["baselines"]}
+    assert {"siwe-py", "eth-account", "floor:"} <= siwe
+    memory = {row["store"]: row for row in report["memory"]}
+    assert memory["memory"]["bytes_per_challenge"] > 0
+
+
+def test_in_process_logins_on_each_store(run: tuple[dict[str, Any], Path]):
+    report, _ = run
+    cases = {row["case"]: row for row in report["logins_inprocess"]}
+    skipped = {row["case"]: row["reason"] for row in report["skipped"]}
+    assert "login_sqlite_store" in cases
+    for store, switch in (
+        ("redis", "KEYPROOF_REQUIRE_REDIS"),
+        ("postgres", "KEYPROOF_REQUIRE_POSTGRES"),
+    ):
+        case = f"login_{store}_store"
+        assert (case in cases) != (case in skipped), case
+        if os.environ.get(switch) == "1":
+            assert case in cases, skipped
+    for row in cases.values():
+        assert row["logins_per_second"] > 0
+        assert 0 < row["p50_ms"] <= row["p99_ms"]
+
+
+def test_http_cases_with_wrk(run: tuple[dict[str, Any], Path]):
+    if not WRK:
+        if os.environ.get("KEYPROOF_REQUIRE_WRK") == "1":
+            pytest.fail("wrk is not installed, and KEYPROOF_REQUIRE_WRK=1", pytrace=False)
+        pytest.skip("wrk is not installed (apt-get install wrk)")
+    report, _ = run
+    rows = {(row["case"], row["store"], row["workers"]): row for row in report["http"]}
+    assert {("challenge", "sqlite", 1), ("login", "sqlite", 1)} <= set(rows)
+    for row in rows.values():
+        for side in (row["keyproof"], *row["baselines"]):
+            assert side["peak"]["rate"] > 0
+            assert side["peak"]["p99_ms"] >= side["peak"]["p50_ms"] > 0
+            assert side["half_peak"]["rate"] > 0
+    login = rows[("login", "sqlite", 1)]
+    assert login["keyproof"]["peak"]["failures"] == 0
+
+
+def test_readme_table_is_generated_from_the_json(run: tuple[dict[str, Any], Path], tmp_path: Path):
+    report, output = run
+    text = README.read_text()
+    assert text.count(BEGIN) == 1 and text.count(END) == 1
+    copy = tmp_path / "README.md"
+    copy.write_text(text)
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks.readme", str(output), "--readme", str(copy)],
+        cwd=ROOT,
+        check=True,
+        timeout=60,
+    )
+    rewritten = copy.read_text()
+    before, _, rest = rewritten.partition(BEGIN)
+    block, _, after = rest.partition(END)
+    assert before == text.partition(BEGIN)[0] and after == text.partition(END)[2]
+    assert "| path | keyproof | baseline | ratio | spread | target | met |" in block
+    assert "quick mode" in block
+    for headline in report["headlines"]:
+        assert f"| {headline['path']} |" in block
