@@ -437,6 +437,27 @@ def counting_issuer() -> Iterator[CountingIssuer]:
         thread.join(timeout=10)
 
 
+async def test_requests_during_the_first_fetch_wait_for_its_keys(env: GuardEnv):
+    with counting_issuer() as issuer:
+        issuer.jwks = env.keys().jwks()
+        host, port = issuer.server_address[:2]
+        backend = KeyproofBackend(
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            jwks_url=f"http://{host!s}:{port}/.well-known/jwks.json",
+            clock=env.clock,
+        )
+        transport = httpx.ASGITransport(app=guarded_app(backend))
+        async with httpx.AsyncClient(transport=transport, base_url="http://rs.test") as rs:
+            token = env.mint()
+            responses = await asyncio.gather(
+                *(rs.get("/whoami", headers=bearer(token)) for _ in range(30))
+            )
+        await backend.aclose()
+    assert [r.status_code for r in responses] == [200] * 30
+    assert issuer.fetches == 1
+
+
 async def test_issuer_outage_is_fetched_at_most_once_per_cooldown(env: GuardEnv):
     with counting_issuer() as issuer:
         host, port = issuer.server_address[:2]

@@ -83,7 +83,6 @@ class JWKSCache:
         return self._keys
 
     async def _refresh(self) -> None:
-        self._checked_at = self._clock()
         self.fetches += 1
         try:
             response = await self._client.get(self.url, headers={"Accept": "application/json"})
@@ -93,6 +92,10 @@ class JWKSCache:
         except (httpx.HTTPError, ValueError) as exc:
             # Keep the keys we have; without any, keys() fails closed.
             logger.warning("JWKS refresh from %s failed: %s", self.url, type(exc).__name__)
+        finally:
+            # Marked checked only once done: callers arriving meanwhile wait on the lock
+            # for this fetch's keys instead of being refused with none.
+            self._checked_at = self._clock()
 
 
 def parse_jwks(document: Any) -> dict[str, Ed25519PublicKey]:
