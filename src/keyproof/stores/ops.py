@@ -151,6 +151,8 @@ def outcome_of(ops: Sequence[Op], flat: Sequence[Value]) -> Outcome:
                     position += 1
         elif isinstance(op, Get):
             refused = get_refuses(op, value)  # type: ignore[arg-type]
+        elif isinstance(op, Add):
+            values[-1] = bool(value)
         if refused:
             return Outcome(tuple(values), refused=True)
     return Outcome(tuple(values))
