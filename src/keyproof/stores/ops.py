@@ -17,8 +17,7 @@ effect (a counter over its limit stays counted), the ones after it never run.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from keyproof.stores import check_ttl
 from keyproof.stores.base import Kind
@@ -41,8 +40,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Add:
+class Add(NamedTuple):
     """Insert if absent (or expired); the result is True if inserted."""
 
     kind: Kind
@@ -51,8 +49,7 @@ class Add:
     ttl: float
 
 
-@dataclass(frozen=True, slots=True)
-class Get:
+class Get(NamedTuple):
     """The live value or None; with ``below``, refuse a counter at or past it."""
 
     kind: Kind
@@ -60,16 +57,14 @@ class Get:
     below: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Take:
+class Take(NamedTuple):
     """Atomically return and delete the live value (None if there was none)."""
 
     kind: Kind
     key: str
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
+class Hit(NamedTuple):
     """Increment a windowed counter; the result is the count after incrementing."""
 
     kind: Kind
@@ -83,8 +78,7 @@ Op = Add | Get | Take | Hit
 Value = bool | bytes | int | None
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
     """The result of each operation that ran, in order, and whether the last refused."""
 
     values: tuple[Value, ...]
