@@ -110,6 +110,21 @@ async def test_a_bad_duration_anywhere_fails_before_anything_runs(
     assert await store.get(COUNTER, "ip") is None
 
 
+@pytest.mark.parametrize(
+    "hit",
+    [
+        Hit(COUNTER, "all", 60, over=Hit(COUNTER, "net", 60, 1)),
+        Hit(COUNTER, "all", 60, 5, over=Hit(COUNTER, "net", 60)),
+        Hit(COUNTER, "all", 60, 5, over=Hit(COUNTER, "net", 60, 1, Hit(COUNTER, "x", 60, 1))),
+    ],
+    ids=["no-limit", "over-without-limit", "nested-over"],
+)
+async def test_an_over_needs_limits_and_does_not_nest(backend: Backend, hit: Hit) -> None:
+    with pytest.raises(ValueError, match="over"):
+        await backend.store.batch([hit])
+    assert await backend.store.get(COUNTER, "all") is None
+
+
 async def test_concurrent_consumes_have_exactly_one_winner(backend: Backend) -> None:
     store = backend.store
     await store.add(CHALLENGE, "n1", b"binding", 60)

@@ -99,8 +99,8 @@ def check_ops(ops: Sequence[Op]) -> None:
         elif isinstance(op, Hit):
             check_ttl(op.window, "window")
             if op.over is not None:
-                if op.limit is None or op.over.over is not None:
-                    raise ValueError("over needs a limit and takes no over of its own")
+                if op.limit is None or op.over.limit is None or op.over.over is not None:
+                    raise ValueError("over and its hit need limits; over takes no over")
                 check_ttl(op.over.window, "window")
 
 
