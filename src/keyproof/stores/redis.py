@@ -177,7 +177,7 @@ class RedisStore(Store):
             args += ["h", _ms(op.window), "" if op.limit is None else op.limit]
             if op.over is not None:
                 keys.append(self._key(op.over.kind, op.over.key))
-                args += ["o", _ms(op.over.window), op.over.limit]
+                args += ["o", _ms(op.over.window), op.over.limit or 0]  # checked: never None
 
     async def count(self, kind: Kind) -> int:
         """Live keys of ``kind``, found with SCAN (``SCAN_COUNT`` keys per round trip).
