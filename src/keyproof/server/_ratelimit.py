@@ -30,9 +30,11 @@ or account, never the value itself.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from keyproof.errors import RateLimitCode, RateLimited
 from keyproof.stores.base import Kind, Store
@@ -42,6 +44,9 @@ __all__ = ["Limits", "RateLimiter", "digest"]
 
 IPV6_CLIENT_PREFIX = 64
 IPV6_NETWORK_PREFIX = 48
+CLIENT_KEYS_CACHED = 4096
+"""Recent clients whose counter names are kept: parsing and hashing an address costs
+more than the rest of a request's counting."""
 
 
 def digest(value: str) -> str:
@@ -131,8 +136,7 @@ class RateLimiter:
         return outcome.values[len(guards) :]
 
 
-@dataclass(frozen=True, slots=True)
-class _Guard:
+class _Guard(NamedTuple):
     """A counter operation of a batch and the refusal it stands for."""
 
     op: Hit | Get
@@ -151,6 +155,7 @@ _DESCRIPTIONS: dict[RateLimitCode, str] = {
 }
 
 
+@functools.lru_cache(maxsize=CLIENT_KEYS_CACHED)
 def _client_keys(client_ip: str) -> tuple[str, ...]:
     """Counter names of a client, widest first: ``net:`` its /48 and ``ip:`` its /64
     for IPv6, ``ip:`` the address for IPv4 (the address is its own network)."""
