@@ -275,7 +275,7 @@ EXPORTS: dict[str, list[str]] = {
         "PostgresStore",
     ],
     "keyproof.stores.redis": ["SCAN_COUNT", "RedisStore"],
-    "keyproof.stores.sqlite": ["CHECKPOINT_EVERY", "PURGE_BATCH", "PURGE_EVERY", "SqliteStore"],
+    "keyproof.stores.sqlite": ["PURGE_BATCH", "PURGE_EVERY", "SqliteStore"],
     "keyproof.testing": ["FrozenClock", "KeyproofServer", "ServerProcess", "free_port"],
     "keyproof.tokens": [
         "ACCESS_TOKEN_TYPE",

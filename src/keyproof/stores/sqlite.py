@@ -20,16 +20,15 @@ Each store owns two connections. While no other process holds the file's lock, a
 transaction runs on the event loop's thread, with no busy wait: a short transaction on
 a local file costs less than handing it to a thread. One that finds the file locked
 (``SQLITE_BUSY``) is rolled back whole and handed to the store's own thread, which
-waits for the lock up to ``busy_timeout``; for the next 0.25 s every transaction goes
-there too, in order, so that none overtakes another (measured with two workers on a
-busy host, transactions retried on the loop were starved of the lock). The thread
-also purges expired rows every ``PURGE_EVERY`` writes and checkpoints the WAL every
-``CHECKPOINT_EVERY``; meanwhile the loop's transactions queue behind them there,
-since a read meeting a checkpoint may wait inside SQLite, beyond any busy timeout.
-So the loop never waits on a lock or an fsync. With ``synchronous=FULL`` every commit
-fsyncs, so every transaction runs on the thread. A cancelled caller does not cancel a
-transaction already handed to the thread: a ``take`` may still consume, which fails
-closed.
+waits for the lock up to ``busy_timeout``; when another process held it (the thread
+was idle), the next 0.25 s of transactions go there too, in order, so that none overtakes another
+(measured with two workers on a busy host, transactions retried on the loop were
+starved of the lock). The thread also purges expired rows and checkpoints the WAL
+every ``PURGE_EVERY`` writes, so that the loop does not fsync; a read that meets a
+checkpoint may still wait for it inside SQLite, beyond any busy timeout. With
+``synchronous=FULL`` every commit fsyncs, so every transaction runs on the thread. A
+cancelled caller does not cancel a transaction already handed to the thread: a
+``take`` may still consume, which fails closed.
 """
 
 from __future__ import annotations
@@ -51,11 +50,10 @@ from keyproof.stores._sqlite_schema import migrate
 from keyproof.stores.base import Kind, Store
 from keyproof.stores.ops import Get, Op, Outcome, check_ops, run_steps
 
-__all__ = ["CHECKPOINT_EVERY", "PURGE_BATCH", "PURGE_EVERY", "SqliteStore"]
+__all__ = ["PURGE_BATCH", "PURGE_EVERY", "SqliteStore"]
 
 PURGE_EVERY: Final = 256
 PURGE_BATCH: Final = 512
-CHECKPOINT_EVERY: Final = 8 * PURGE_EVERY
 _CONTENDED_SECONDS: Final = 0.25
 
 _T = TypeVar("_T")
@@ -122,6 +120,7 @@ class SqliteStore(Store):
         self._inline: sqlite3.Connection | None = None
         self._inline_allowed = self._synchronous == "NORMAL"
         self._maintaining = False
+        self._threaded_now = 0
         self._inline_after = 0.0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keyproof-sqlite")
         future = self._executor.submit(self._connect, busy_timeout)
@@ -178,7 +177,12 @@ class SqliteStore(Store):
         now = self._clock()
         try:
             if self._inline_now():
-                result = await self._inline_or_threaded(work, now, write)
+                try:
+                    result = _transaction(self._inline_conn(), work, now, write, inline=True)
+                except _Busy:
+                    if not (self._maintaining or self._threaded_now):  # another process
+                        self._inline_after = time.monotonic() + _CONTENDED_SECONDS
+                    result = await self._threaded(work, now, write)
             else:
                 result = await self._threaded(work, now, write)
         except sqlite3.Error as exc:
@@ -186,47 +190,24 @@ class SqliteStore(Store):
         if write:
             self._writes += 1
             if self._writes % PURGE_EVERY == 0:
-                await self._maintain(now)
+                self._maintaining = True
+                try:
+                    await self._on_thread(self._maintain, now)
+                finally:
+                    self._maintaining = False
         return result
 
-    async def _maintain(self, now: float) -> None:
-        """Purge on the thread, then, now and then, checkpoint there without making this
-        caller wait. Meanwhile the loop's transactions queue on the thread behind them."""
-        self._maintaining = True
-        try:
-            await self._on_thread(self._purge, now)
-        except BaseException:
-            self._maintaining = False
-            raise
-        if self._closed or self._writes % CHECKPOINT_EVERY:
-            self._maintaining = False
-            return
-        checkpoint = asyncio.get_running_loop().run_in_executor(self._executor, self._checkpoint)
-        checkpoint.add_done_callback(self._maintained)
-
-    def _maintained(self, _done: asyncio.Future[None]) -> None:
-        self._maintaining = False
-
-    async def _inline_or_threaded(
-        self, work: Callable[[_Steps], _T], now: float, write: bool
-    ) -> _T:
-        try:
-            return _transaction(self._inline_conn(), work, now, write, inline=True)
-        except _Busy:
-            self._inline_after = time.monotonic() + _CONTENDED_SECONDS
-        return await self._threaded(work, now, write)
-
     def _inline_now(self) -> bool:
-        # Not while the thread purges or checkpoints: a reader meeting a checkpoint may
-        # wait inside SQLite, outside any busy timeout, and would stall the loop.
-        return (
-            self._inline_allowed
-            and not self._maintaining
-            and (self._inline_after == 0.0 or time.monotonic() >= self._inline_after)
+        return self._inline_allowed and (
+            self._inline_after == 0.0 or time.monotonic() >= self._inline_after
         )
 
     async def _threaded(self, work: Callable[[_Steps], _T], now: float, write: bool) -> _T:
-        return await self._on_thread(_transaction, self._conn, work, now, write)
+        self._threaded_now += 1
+        try:
+            return await self._on_thread(_transaction, self._conn, work, now, write)
+        finally:
+            self._threaded_now -= 1
 
     async def _on_thread(self, func: Callable[..., _T], *args: Any) -> _T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
@@ -263,18 +244,13 @@ class SqliteStore(Store):
             raise
         return conn
 
-    def _purge(self, now: float) -> None:
+    def _maintain(self, now: float) -> None:
         """Best effort: the writes before it have committed and must not be reported failed."""
         try:
             _execute(self._conn, _PURGE, {"now": now, "limit": PURGE_BATCH})
-        except sqlite3.Error:
-            _log.warning("purging expired SQLite entries failed", exc_info=True)
-
-    def _checkpoint(self) -> None:
-        try:
             self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except sqlite3.Error:
-            _log.warning("checkpointing the SQLite WAL failed", exc_info=True)
+            _log.warning("purging expired SQLite entries failed", exc_info=True)
 
 
 class _Busy(Exception):
