@@ -186,14 +186,14 @@ async def test_unknown_or_malformed_refresh_token_is_invalid_grant(issuer: Issue
 async def test_refresh_tokens_are_stored_hashed(issuer: Issuer):
     _key, body = await signed_in(issuer)
     assert isinstance(issuer.store, MemoryStore)
-    stored = {key for (_kind, key) in issuer.store._entries}
+    stored = {key for (_kind, key, _value, _expires) in issuer.store._items()}
     assert body["refresh_token"] not in stored
     assert not any(body["refresh_token"].encode() in bytes(v) for v, _ in _values(issuer.store))
     assert await issuer.store.count(Kind.REFRESH) == 1
 
 
 def _values(store: MemoryStore) -> list[tuple[bytes, float]]:
-    return [(v, t) for v, t in store._entries.values() if isinstance(v, bytes)]
+    return [(v, t) for _kind, _key, v, t in store._items()]
 
 
 async def test_refreshes_are_audited_without_their_tokens(issuer: Issuer):

@@ -16,6 +16,7 @@ import redis
 from keyproof.errors import Unavailable
 from keyproof.stores._postgres_schema import table_for
 from keyproof.stores.base import Kind, Store
+from keyproof.stores.ops import Hit, Take
 from keyproof.testing import FrozenClock
 
 START = 1_800_000_000.0
@@ -119,6 +120,7 @@ def every_operation(store: Store) -> list[Callable[[], Awaitable[object]]]:
         lambda: store.take(Kind.CHALLENGE, "n1"),
         lambda: store.hit(Kind.COUNTER, "ip", 60),
         lambda: store.count(Kind.CHALLENGE),
+        lambda: store.batch([Hit(Kind.COUNTER, "ip", 60), Take(Kind.CHALLENGE, "n1")]),
         store.ping,
     ]
 

@@ -63,7 +63,7 @@ async def test_sqlite_url_chooses_the_synchronous_level(
     store = open_store(f"sqlite:///{tmp_path}/k.db{query}")
     assert isinstance(store, SqliteStore)
     conn = store._conn
-    assert await store._run(lambda: conn.execute("PRAGMA synchronous").fetchone()) == (level,)
+    assert await store._on_thread(lambda: conn.execute("PRAGMA synchronous").fetchone()) == (level,)
     await store.close()
 
 

@@ -66,7 +66,7 @@ async def test_uses_wal_and_the_documented_schema(store: SqliteStore, tmp_path: 
 async def test_synchronous_level(tmp_path: Path, synchronous: str, level: int) -> None:
     store = SqliteStore(tmp_path / "store.db", synchronous=synchronous)
     conn = store._conn
-    assert await store._run(lambda: conn.execute("PRAGMA synchronous").fetchone()) == (level,)
+    assert await store._on_thread(lambda: conn.execute("PRAGMA synchronous").fetchone()) == (level,)
     await store.close()
 
 

@@ -3,8 +3,10 @@
 An account id is public, so every hard limit is keyed on the sender's side of the
 connection, never on the account: a flood for someone's address spends the sender's
 own budget and leaves the owner's untouched. The counters live in the store, so
-replicas share them; each is a fixed window counted with :meth:`Store.hit`, expiring
-with its window, so counters never outlive it.
+replicas share them; each is a fixed window counted like :meth:`Store.hit`, expiring
+with its window, so counters never outlive it. A step's counters travel to the store
+in one batch with the work they guard (:meth:`Store.batch`), stopping at the first
+over its limit, so a refused request still does nothing past its refusal.
 
 * A client is its IPv4 address, or its IPv6 /64 inside its /48 network (RFC 6177: one
   site's allocation, 65 536 /64s for the price of one address). IPv6 clients are counted
@@ -28,17 +30,23 @@ or account, never the value itself.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from keyproof.errors import RateLimitCode, RateLimited
 from keyproof.stores.base import Kind, Store
+from keyproof.stores.ops import Add, Get, Hit, Op, Value
 
 __all__ = ["Limits", "RateLimiter", "digest"]
 
 IPV6_CLIENT_PREFIX = 64
 IPV6_NETWORK_PREFIX = 48
+CLIENT_KEYS_CACHED = 4096
+"""Recent clients whose counter names are kept: parsing and hashing an address costs
+more than the rest of a request's counting."""
 
 
 def digest(value: str) -> str:
@@ -63,36 +71,48 @@ class Limits:
 class RateLimiter:
     """Checks and counts requests against :class:`Limits` in a shared store.
 
-    ``client_ip`` None means an in-process caller, which has no network to limit.
+    ``client_ip`` None means an in-process caller, which has no network to limit. The
+    counters of a step go to the store in one batch with the operations they guard
+    (``then``), which run only once every limit has passed.
     """
 
     def __init__(self, store: Store, limits: Limits) -> None:
         self.store = store
         self.limits = limits
 
-    async def admit_challenge(self, client_ip: str | None) -> None:
-        """Count a challenge request against its network's and client's rates."""
+    async def admit_challenge(self, client_ip: str | None, challenge: Add | None = None) -> bool:
+        """Count a challenge request against its network's and client's rates; then count
+        ``challenge`` as outstanding (under pressure, one per network per window) and
+        store it. True if it was stored; False without one or on a colliding key."""
         limits = self.limits
-        for key, limit in _keyed(client_ip, limits.challenge_per_network, limits.challenge_per_ip):
-            await self._count(f"ch:{key}", limits.window, limit)
+        guards = [
+            _Guard(Hit(Kind.COUNTER, f"ch:{key}", limits.window, limit), limits.window)
+            for key, limit in _keyed(
+                client_ip, limits.challenge_per_network, limits.challenge_per_ip
+            )
+        ]
+        if challenge is None:
+            await self._run(guards)
+            return False
+        if client_ip is not None:
+            window, cap = limits.outstanding_window, limits.outstanding_global
+            network = Hit(Kind.COUNTER, f"out:{_client_keys(client_ip)[0]}", window, 1)
+            total = Hit(Kind.COUNTER, "out:all", window, cap, over=network)
+            guards.append(_Guard(total, window, "too_many_challenges"))
+        (stored,) = await self._run(guards, challenge)
+        return bool(stored)
 
-    async def admit_outstanding(self, client_ip: str | None) -> None:
-        """Count one more outstanding challenge; under pressure, one per network per window."""
-        if client_ip is None:
-            return
-        window, cap = self.limits.outstanding_window, self.limits.outstanding_global
-        if await self.store.hit(Kind.COUNTER, "out:all", window) <= cap:
-            return
-        network = _client_keys(client_ip)[0]
-        await self._count(f"out:{network}", window, 1, "too_many_challenges")
-
-    async def admit_token(self, client_ip: str | None) -> None:
-        """Refuse a token attempt from a client or network that failed too often."""
+    async def admit_token(self, client_ip: str | None, *then: Op) -> tuple[Value, ...]:
+        """Refuse a token attempt from a client or network that failed too often; then
+        run ``then``. Returns the values of ``then``."""
         limits = self.limits
-        for key, limit in _keyed(
-            client_ip, limits.failed_token_per_network, limits.failed_token_per_ip
-        ):
-            await self._check(f"fail:{key}", limit)
+        guards = [
+            _Guard(Get(Kind.COUNTER, f"fail:{key}", below=limit), limits.window, failed=True)
+            for key, limit in _keyed(
+                client_ip, limits.failed_token_per_network, limits.failed_token_per_ip
+            )
+        ]
+        return await self._run(guards, *then)
 
     async def record_failure(self, *, client_ip: str | None, account: str | None) -> None:
         """Count one failed token attempt against the client, its network and the account.
@@ -100,26 +120,33 @@ class RateLimiter:
         Raises ``RateLimited`` when the account has failed too often in this window.
         """
         window = self.limits.window
-        if client_ip is not None:
-            for key in _client_keys(client_ip):
-                await self.store.hit(Kind.COUNTER, f"fail:{key}", window)
+        keys = _client_keys(client_ip) if client_ip is not None else ()
+        guards = [_Guard(Hit(Kind.COUNTER, f"fail:{key}", window), window) for key in keys]
         if account is not None:
-            await self._count(
-                f"fail:acct:{digest(account)}", window, self.limits.failed_token_per_account
-            )
+            key, limit = f"fail:acct:{digest(account)}", self.limits.failed_token_per_account
+            guards.append(_Guard(Hit(Kind.COUNTER, key, window, limit), window))
+        if guards:
+            await self._run(guards)
 
-    async def _count(
-        self, key: str, window: int, limit: int, code: RateLimitCode = "rate_limited"
-    ) -> None:
-        if await self.store.hit(Kind.COUNTER, key, window) > limit:
-            raise RateLimited(code, _DESCRIPTIONS[code], retry_after=window)
+    async def _run(self, guards: list[_Guard], *then: Op) -> tuple[Value, ...]:
+        outcome = await self.store.batch([guard.op for guard in guards] + list(then))
+        stopped = len(outcome.values) - 1
+        if outcome.refused and stopped < len(guards):
+            raise guards[stopped].refusal()
+        return outcome.values[len(guards) :]
 
-    async def _check(self, key: str, limit: int) -> None:
-        current = await self.store.get(Kind.COUNTER, key)
-        if current is not None and _as_int(current) >= limit:
-            raise RateLimited(
-                "rate_limited", "too many failed attempts", retry_after=self.limits.window
-            )
+
+class _Guard(NamedTuple):
+    """A counter operation of a batch and the refusal it stands for."""
+
+    op: Hit | Get
+    retry_after: int
+    code: RateLimitCode = "rate_limited"
+    failed: bool = False
+
+    def refusal(self) -> RateLimited:
+        description = "too many failed attempts" if self.failed else _DESCRIPTIONS[self.code]
+        return RateLimited(self.code, description, retry_after=self.retry_after)
 
 
 _DESCRIPTIONS: dict[RateLimitCode, str] = {
@@ -128,6 +155,7 @@ _DESCRIPTIONS: dict[RateLimitCode, str] = {
 }
 
 
+@functools.lru_cache(maxsize=CLIENT_KEYS_CACHED)
 def _client_keys(client_ip: str) -> tuple[str, ...]:
     """Counter names of a client, widest first: ``net:`` its /48 and ``ip:`` its /64
     for IPv6, ``ip:`` the address for IPv4 (the address is its own network)."""
@@ -151,10 +179,3 @@ def _keyed(client_ip: str | None, per_network: int, per_ip: int) -> list[tuple[s
     return [
         (key, per_network if key.startswith("net:") else per_ip) for key in _client_keys(client_ip)
     ]
-
-
-def _as_int(value: bytes) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        return 0

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from keyproof.errors import Unavailable
 from keyproof.server._logs import describe_cause
 from keyproof.server._metrics import Metrics
 from keyproof.stores.base import Kind, Store
+from keyproof.stores.ops import Op, Outcome
 
 __all__ = ["LOG_INTERVAL", "WatchedStore"]
 
@@ -62,6 +63,9 @@ class WatchedStore(Store):
 
     async def hit(self, kind: Kind, key: str, window: float) -> int:
         return await self._watch("hit", self.inner.hit(kind, key, window))
+
+    async def batch(self, ops: Sequence[Op]) -> Outcome:
+        return await self._watch("batch", self.inner.batch(ops))
 
     async def count(self, kind: Kind) -> int:
         return await self._watch("count", self.inner.count(kind))

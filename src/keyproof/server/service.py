@@ -82,6 +82,7 @@ from keyproof.server.origins import RelyingParty
 from keyproof.server.policy import Policy, parse_scope_string
 from keyproof.server.sessions import SessionRecord, Sessions
 from keyproof.stores.base import Kind, Store
+from keyproof.stores.ops import Add, Get, Take
 
 __all__ = ["Challenge", "KeySource", "Service", "SignInConfig"]
 
@@ -221,13 +222,16 @@ class Service:
         """
         if dpop_jkt is not None and _JKT.fullmatch(dpop_jkt) is None:
             raise InvalidRequest("invalid_field", "dpop_jkt must be a SHA-256 JWK thumbprint")
-        await self._limiter.admit_challenge(client_ip)
-        parsed = parse_account(account, self._config.chains)
-        family = _family(parsed)
-        scopes = self._requested_scopes(parsed, scope or "")
-        audience = self._audience(audience)
-        domain, uri = self._relying_party(origin, browser_origin)
-        await self._limiter.admit_outstanding(client_ip)
+        try:
+            parsed = parse_account(account, self._config.chains)
+            family = _family(parsed)
+            scopes = self._requested_scopes(parsed, scope or "")
+            audience = self._audience(audience)
+            domain, uri = self._relying_party(origin, browser_origin)
+        except KeyproofError:
+            # Counted all the same, and a client over its rate is told that first.
+            await self._limiter.admit_challenge(client_ip)
+            raise
         now = int(self._clock())
         nonce = secrets.token_hex(16)
         binding = Binding(
@@ -243,9 +247,9 @@ class Service:
             dpop_jkt=dpop_jkt,
         )
         text = family.render(self._challenge_text(parsed, binding, nonce))
-        stored = await self._store.add(
-            Kind.CHALLENGE, nonce, binding.encode(), self._config.challenge_ttl
-        )
+        # One batch: the rate counters, the outstanding count, then the challenge.
+        entry = Add(Kind.CHALLENGE, nonce, binding.encode(), self._config.challenge_ttl)
+        stored = await self._limiter.admit_challenge(client_ip, entry)
         if not stored:  # a 128-bit nonce collided: never hand out a nonce bound elsewhere
             raise Unavailable("store_unavailable", "could not store the challenge; retry")
         return Challenge(
@@ -364,13 +368,20 @@ class Service:
     async def _redeem(
         self, message: str, signature: str, dpop_proof: str | None, attempt: _Attempt
     ) -> AccessToken:
-        await self._limiter.admit_token(attempt.client_ip)
-        signed_bytes = _bounded_bytes(message, signature)
-        family = family_for_message(message)
-        _check_signature_length(family, signature)
-        parsed, account = family.parse(message)
+        try:
+            signed_bytes = _bounded_bytes(message, signature)
+            family = family_for_message(message)
+            _check_signature_length(family, signature)
+            parsed, account = family.parse(message)
+        except KeyproofError:
+            await self._limiter.admit_token(attempt.client_ip)  # over its limits: 429 first
+            raise
+        # One batch: the failure counters checked, then the binding read.
+        (found,) = await self._limiter.admit_token(
+            attempt.client_ip, Get(Kind.CHALLENGE, parsed.nonce)
+        )
         attempt.account, attempt.nonce = account.id, parsed.nonce
-        binding_bytes = await self._store.get(Kind.CHALLENGE, parsed.nonce)
+        binding_bytes = found if isinstance(found, bytes) else None
         if binding_bytes is None:
             raise await self._missing_nonce(parsed.nonce)
         binding = Binding.decode(binding_bytes)
@@ -507,8 +518,9 @@ class Service:
     async def _consume(self, nonce: str, expected: bytes) -> None:
         # A tombstone lets a replay be told apart from an unknown nonce. It is written
         # before the take so that a concurrent redeem never sees neither.
-        await self._store.add(Kind.USED_NONCE, nonce, b"1", self._config.challenge_ttl)
-        taken = await self._store.take(Kind.CHALLENGE, nonce)
+        tombstone = Add(Kind.USED_NONCE, nonce, b"1", self._config.challenge_ttl)
+        outcome = await self._store.batch([tombstone, Take(Kind.CHALLENGE, nonce)])
+        taken = outcome.bytes_at(1)
         if taken is None or taken != expected:
             raise NonceRejected("nonce_used", "this challenge was already redeemed")
 

@@ -17,6 +17,9 @@ Tables (version 1):
   the table. It is never rolled back to an earlier non-empty state, so a consumed
   challenge can never come back: a crash only drops outstanding challenges (clients ask
   again) and resets the counters.
+
+Version 2 adds ``batch``, a PL/pgSQL function that runs a batch of operations
+(:mod:`keyproof.stores.ops`) in one call: one round trip, one transaction.
 """
 
 from __future__ import annotations
@@ -59,8 +62,81 @@ def _entries(create: str, table: str) -> tuple[str, str]:
     )
 
 
+def _per_table(template: str) -> str:
+    """A statement of the batch function for the op's table, chosen by ``p_eph[i]``."""
+    return (
+        f"IF p_eph[i] THEN {template.format(t=f'{{s}}.{EPHEMERAL}')}"
+        f" ELSE {template.format(t=f'{{s}}.{DURABLE}')} END IF;"
+    )
+
+
+_LIVE = "kind = p_kind[i] AND key = p_key[i] AND expires_at > now()"
+_VALUE = "coalesce(value, convert_to(count::text, 'UTF8'))"
+_HIT = (
+    "INSERT INTO {t} AS e (kind, key, count, expires_at)"
+    " VALUES (p_kind[i], p_key[i], 1, now() + make_interval(secs => p_secs[i]))"
+    " ON CONFLICT (kind, key) DO UPDATE SET value = NULL,"
+    " count = CASE WHEN e.expires_at <= now() THEN 1 ELSE coalesce(e.count, 0) + 1 END,"
+    " expires_at = CASE WHEN e.expires_at <= now() THEN excluded.expires_at"
+    " ELSE e.expires_at END RETURNING count INTO n;"
+)
+_ADD = (
+    "INSERT INTO {t} AS e (kind, key, value, expires_at) VALUES (p_kind[i], p_key[i],"
+    " p_val[i], now() + make_interval(secs => p_secs[i])) ON CONFLICT (kind, key)"
+    " DO UPDATE SET value = excluded.value, count = NULL, expires_at = excluded.expires_at"
+    " WHERE e.expires_at <= now() RETURNING decode('01', 'hex') INTO v;"
+)
+_GET = f"SELECT {_VALUE}, count INTO v, n FROM {{t}} WHERE {_LIVE};"
+_TAKE = f"DELETE FROM {{t}} WHERE {_LIVE} RETURNING {_VALUE} INTO v;"
+# keyproof.stores.ops in one call: ops in order, stopping after the first that refuses.
+# One bytea per op that ran (a count as decimal text, an insert as 0x01 or NULL), plus
+# the count of an 'o' hit, which runs in place of the 'h' before it once over its limit.
+_BATCH_FUNCTION = f"""CREATE FUNCTION {{s}}.batch(p_op text[], p_kind text[], p_key text[],
+ p_val bytea[], p_secs float8[], p_lim bigint[], p_eph boolean[]) RETURNS bytea[]
+LANGUAGE plpgsql AS $$
+DECLARE
+  results bytea[] := ARRAY[]::bytea[];
+  i integer := 1;
+  n bigint;
+  v bytea;
+  stop boolean;
+BEGIN
+  WHILE i <= coalesce(array_length(p_op, 1), 0) LOOP
+    stop := false;
+    IF p_op[i] = 'a' THEN
+      {_per_table(_ADD)}
+      results := results || CASE WHEN FOUND THEN v END;
+    ELSIF p_op[i] = 'g' THEN
+      {_per_table(_GET)}
+      IF NOT FOUND THEN v := NULL; n := NULL; END IF;
+      results := results || v;
+      stop := p_lim[i] IS NOT NULL AND v IS NOT NULL AND coalesce(n, 0) >= p_lim[i];
+    ELSIF p_op[i] = 't' THEN
+      {_per_table(_TAKE)}
+      results := results || CASE WHEN FOUND THEN v END;
+    ELSE
+      {_per_table(_HIT)}
+      results := results || convert_to(n::text, 'UTF8');
+      stop := p_lim[i] IS NOT NULL AND n > p_lim[i];
+      IF p_op[i + 1] = 'o' THEN
+        i := i + 1;
+        IF stop THEN
+          {_per_table(_HIT)}
+          results := results || convert_to(n::text, 'UTF8');
+          stop := n > p_lim[i];
+        END IF;
+      END IF;
+    END IF;
+    IF stop THEN RETURN results; END IF;
+    i := i + 1;
+  END LOOP;
+  RETURN results;
+END
+$$"""
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (*_entries("CREATE TABLE", DURABLE), *_entries("CREATE UNLOGGED TABLE", EPHEMERAL)),
+    (_BATCH_FUNCTION,),
 )
 """Statement lists, version 1 first; ``{s}`` is the quoted schema. Append, never edit."""
 

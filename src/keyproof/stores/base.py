@@ -10,7 +10,12 @@ backend, so several processes or replicas sharing a store keep the guarantees of
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from keyproof.stores.ops import Op, Outcome
 
 __all__ = ["Kind", "Store"]
 
@@ -77,6 +82,18 @@ class Store(abc.ABC):
 
         Returns the count after incrementing (1 for the first hit in a window).
         """
+
+    async def batch(self, ops: Sequence[Op]) -> Outcome:
+        """Run ``ops`` in order; stop after the first that refuses (:mod:`.ops`).
+
+        Backends run a batch in one round trip, as one transaction where they have
+        them. This default makes one call per operation: each stays atomic, and callers
+        rely on nothing more than order and the stop at a refusal. A bad TTL or window
+        raises ``ValueError`` before anything runs.
+        """
+        from keyproof.stores.ops import run_each
+
+        return await run_each(self, ops)
 
     @abc.abstractmethod
     async def count(self, kind: Kind) -> int:

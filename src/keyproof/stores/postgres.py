@@ -2,8 +2,9 @@
 
 For several replicas that must not lose a revocation or a used action id whatever
 crashes. Every operation is one SQL statement in its own transaction, so it is atomic
-across replicas: ``take`` is ``DELETE … RETURNING`` (of concurrent takes exactly one
-gets the row), ``add`` and ``hit`` one ``INSERT … ON CONFLICT … RETURNING`` each.
+across replicas (a batch is one call of the schema's ``batch`` function): ``take`` is
+``DELETE … RETURNING`` (of concurrent takes exactly one gets the row), ``add`` and
+``hit`` one ``INSERT … ON CONFLICT … RETURNING`` each.
 PostgreSQL owns the clock (``now()``), as Redis does: an entry is live while
 ``now() < expires_at``, every read says so in its ``WHERE``, and a background task
 deletes expired rows in bounded batches.
@@ -27,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from typing import Any, Final, NamedTuple
 
 import asyncpg
@@ -36,11 +38,13 @@ from keyproof.stores import check_ttl
 from keyproof.stores._postgres_schema import (
     DURABLE,
     EPHEMERAL,
+    EPHEMERAL_KINDS,
     migrate,
     quoted,
     table_for,
 )
 from keyproof.stores.base import Kind, Store
+from keyproof.stores.ops import Add, Get, Op, Outcome, Take, check_ops, outcome_of
 
 __all__ = [
     "DEFAULT_MAX_CONNECTIONS",
@@ -155,6 +159,7 @@ class PostgresStore(Store):
         self._sweep_batch = sweep_batch
         self._sweep_batches = sweep_batches
         self._ping = f"SELECT 1 FROM {quoted(schema)}.{DURABLE} LIMIT 1"
+        self._batch = f"SELECT {quoted(schema)}.batch($1, $2, $3, $4, $5, $6, $7)"
         self._pool: asyncpg.Pool | None = None
         self._ready = False
         self._opening: asyncio.Future[None] | None = None
@@ -195,6 +200,15 @@ class PostgresStore(Store):
         check_ttl(window, "window")
         sql = self._sql[table_for(kind)].hit
         return int(await self._fetch(sql, kind.value, key, float(window)))
+
+    async def batch(self, ops: Sequence[Op]) -> Outcome:
+        """The whole batch in one call of the schema's ``batch`` function: one round
+        trip, one transaction."""
+        check_ops(ops)
+        if not ops:
+            return Outcome(())
+        flat = await self._fetch(self._batch, *_columns(ops))
+        return outcome_of(ops, flat)
 
     async def count(self, kind: Kind) -> int:
         return int(await self._fetch(self._sql[table_for(kind)].count_live, kind.value))
@@ -303,6 +317,27 @@ class PostgresStore(Store):
         if self._closed:
             return Unavailable("store_unavailable", "the store is closed")
         return Unavailable("store_unavailable", "the PostgreSQL store failed")
+
+
+def _columns(ops: Sequence[Op]) -> tuple[list[Any], ...]:
+    """The arguments of the ``batch`` function: one array per field, one row per op."""
+    rows: list[tuple[str, Kind, str, bytes | None, float | None, int | None]] = []
+    for op in ops:
+        if isinstance(op, Add):
+            rows.append(("a", op.kind, op.key, op.value, float(op.ttl), None))
+        elif isinstance(op, Get):
+            rows.append(("g", op.kind, op.key, None, None, op.below))
+        elif isinstance(op, Take):
+            rows.append(("t", op.kind, op.key, None, None, None))
+        else:
+            rows.append(("h", op.kind, op.key, None, float(op.window), op.limit))
+            if op.over is not None:
+                over = op.over
+                rows.append(("o", over.kind, over.key, None, float(over.window), over.limit))
+    columns = zip(*rows, strict=True)
+    codes, kinds, keys, values, seconds, limits = (list(column) for column in columns)
+    ephemeral = [kind in EPHEMERAL_KINDS for kind in kinds]
+    return codes, [kind.value for kind in kinds], keys, values, seconds, limits, ephemeral
 
 
 def _bytes(value: object) -> bytes | None:

@@ -1,7 +1,8 @@
 """Shared store on Redis for several replicas on several hosts (``redis://host:port/db``).
 
 Each entry is one Redis key ``<prefix><kind>:<key>`` with a millisecond TTL; Redis owns
-the clock, so expiry is not injectable. Every operation is one atomic command: ``add``
+the clock, so expiry is not injectable. Every operation is one atomic command (a batch,
+one Lua script that runs them in order, stopping at a refusal): ``add``
 is ``SET NX PX``, ``take`` is ``GETDEL`` (Redis >= 6.2), ``hit`` a three-line Lua
 script that sets the TTL in the same step as the increment, so a counter never lives
 forever. A per-deployment ``prefix`` lets several deployments share one database.
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import Final, TypeVar
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -31,6 +32,7 @@ from redis.exceptions import RedisError
 from keyproof.errors import ConfigurationError, Unavailable
 from keyproof.stores import DEFAULT_REDIS_PREFIX, check_ttl
 from keyproof.stores.base import Kind, Store
+from keyproof.stores.ops import Add, Get, Op, Outcome, Take, check_ops, outcome_of
 
 __all__ = ["SCAN_COUNT", "RedisStore"]
 
@@ -42,6 +44,47 @@ _HIT_SCRIPT = """
 local n = redis.call('INCR', KEYS[1])
 if n == 1 or redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return n
+"""
+
+# One batch (keyproof.stores.ops) in one step. Three ARGV per key: the operation and
+# two arguments. 'h' is a hit (window ms, limit or ''); an 'o' right after it is the
+# hit that runs in its place when it is over its limit, and is skipped otherwise.
+_BATCH_SCRIPT = """
+local function hit(key, ms)
+  local n = redis.call('INCR', key)
+  if n == 1 or redis.call('PTTL', key) < 0 then redis.call('PEXPIRE', key, ms) end
+  return n
+end
+local out = {}
+local i = 1
+while i <= #KEYS do
+  local op, a, b = ARGV[3 * i - 2], ARGV[3 * i - 1], ARGV[3 * i]
+  local stop = false
+  if op == 'a' then
+    out[#out + 1] = redis.call('SET', KEYS[i], a, 'PX', b, 'NX') and 1 or 0
+  elseif op == 'g' then
+    local value = redis.call('GET', KEYS[i])
+    out[#out + 1] = value
+    stop = value and a ~= '' and (tonumber(value) or 0) >= tonumber(a)
+  elseif op == 't' then
+    out[#out + 1] = redis.call('GETDEL', KEYS[i])
+  else
+    local n = hit(KEYS[i], a)
+    out[#out + 1] = n
+    stop = b ~= '' and n > tonumber(b)
+    if ARGV[3 * i + 1] == 'o' then
+      i = i + 1
+      if stop then
+        n = hit(KEYS[i], ARGV[3 * i - 1])
+        out[#out + 1] = n
+        stop = n > tonumber(ARGV[3 * i])
+      end
+    end
+  end
+  if stop then return out end
+  i = i + 1
+end
+return out
 """
 
 
@@ -80,6 +123,7 @@ class RedisStore(Store):
             raise ConfigurationError("invalid_setting", "the Redis store URL is invalid") from None
         self._redis = Redis.from_pool(pool)
         self._hit = self._redis.register_script(_HIT_SCRIPT)
+        self._batch = self._redis.register_script(_BATCH_SCRIPT)
 
     @property
     def prefix(self) -> str:
@@ -107,6 +151,33 @@ class RedisStore(Store):
             self._hit(keys=[self._key(kind, key)], args=[_ms(window)], client=client)
         )
         return int(result)
+
+    async def batch(self, ops: Sequence[Op]) -> Outcome:
+        """The whole batch in one Lua script: one round trip, atomic on the server."""
+        check_ops(ops)
+        client = self._client()
+        if not ops:
+            return Outcome(())
+        keys: list[str] = []
+        args: list[bytes | str | int] = []
+        for op in ops:
+            self._encode(op, keys, args)
+        flat = await self._call(self._batch(keys=keys, args=args, client=client))
+        return outcome_of(ops, [_bytes(v) if not isinstance(v, int) else v for v in flat])
+
+    def _encode(self, op: Op, keys: list[str], args: list[bytes | str | int]) -> None:
+        keys.append(self._key(op.kind, op.key))
+        if isinstance(op, Add):
+            args += ["a", op.value, _ms(op.ttl)]
+        elif isinstance(op, Get):
+            args += ["g", "" if op.below is None else op.below, ""]
+        elif isinstance(op, Take):
+            args += ["t", "", ""]
+        else:
+            args += ["h", _ms(op.window), "" if op.limit is None else op.limit]
+            if op.over is not None:
+                keys.append(self._key(op.over.kind, op.over.key))
+                args += ["o", _ms(op.over.window), op.over.limit or 0]  # checked: never None
 
     async def count(self, kind: Kind) -> int:
         """Live keys of ``kind``, found with SCAN (``SCAN_COUNT`` keys per round trip).
