@@ -1,6 +1,6 @@
 """Structured JSON logs with a request id on every line.
 
-:class:`RequestIdMiddleware` gives each HTTP request an id (the caller's
+:class:`~keyproof.server._edge.EdgeMiddleware` gives each HTTP request an id (the caller's
 ``X-Request-ID`` when it is a short token of safe characters, else a fresh one),
 returns it in the ``X-Request-ID`` response header, makes it visible to every log
 line and audit entry written while the request runs, and writes one access line and
@@ -13,38 +13,36 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
-import time
-import uuid
-from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from keyproof.errors import KeyproofError
 
-if TYPE_CHECKING:  # prometheus-client is the server extra's; the CLI imports this module
-    from keyproof.server._metrics import Metrics
-
 __all__ = [
+    "REQUEST_ID",
     "JsonFormatter",
-    "RequestIdMiddleware",
     "current_request_id",
     "describe_cause",
+    "log_access",
+    "new_request_id",
     "uvicorn_log_config",
 ]
 
 REQUEST_ID_HEADER = b"x-request-id"
 _SAFE_ID = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
-_request_id: ContextVar[str | None] = ContextVar("keyproof_request_id", default=None)
+REQUEST_ID: ContextVar[str | None] = ContextVar("keyproof_request_id", default=None)
 _access = logging.getLogger("keyproof.access")
+_encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
 
 def current_request_id() -> str | None:
     """The id of the HTTP request being served, or None outside a request."""
-    return _request_id.get()
+    return REQUEST_ID.get()
 
 
 class JsonFormatter(logging.Formatter):
@@ -67,61 +65,27 @@ class JsonFormatter(logging.Formatter):
             entry.update({k: v for k, v in fields.items() if k not in entry or k == "request_id"})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, separators=(",", ":"), default=str)
+        return _encode(entry)
 
 
-class RequestIdMiddleware:
-    """Pure ASGI: request id in context and response header, one access log line, and
-    the request counted in the app's :class:`~keyproof.server._metrics.Metrics`."""
+def new_request_id(scope: Scope) -> str:
+    """The caller's ``X-Request-ID`` when it is a short token of safe characters, else a
+    fresh random one."""
+    return _incoming_id(scope) or os.urandom(16).hex()
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        metrics: Metrics,
-        client_ip: Callable[[Scope], str] | None = None,
-    ) -> None:
-        self.app = app
-        self._metrics = metrics
-        self._client_ip = client_ip
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = _incoming_id(scope) or uuid.uuid4().hex
-        token = _request_id.set(request_id)
-        started = time.perf_counter()
-        status = 500
+def log_access(fields: dict[str, Any]) -> None:
+    """Write the access line of one request, with its ``fields``.
 
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-                headers = [h for h in message.get("headers", []) if h[0] != REQUEST_ID_HEADER]
-                headers.append((REQUEST_ID_HEADER, request_id.encode("ascii")))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            seconds = time.perf_counter() - started
-            self._log_access(scope, status, seconds)
-            self._metrics.observe_request(scope, status, seconds)
-            _request_id.reset(token)
-
-    def _log_access(self, scope: Scope, status: int, seconds: float) -> None:
-        fields = {
-            "request_id": _request_id.get(),
-            "method": scope.get("method"),
-            "path": self._metrics.endpoint(str(scope.get("path"))),
-            "status": status,
-            "duration_ms": round(seconds * 1000, 3),
-        }
-        if self._client_ip is not None:
-            fields["client_ip"] = self._client_ip(scope)
-        _access.info("request", extra={"fields": fields})
+    The record is made and handed to the handlers directly: the call site is always
+    this function, and looking it up on the stack for every request costs more than
+    the rest of the line.
+    """
+    if _access.isEnabledFor(logging.INFO):
+        record = _access.makeRecord(
+            _access.name, logging.INFO, __file__, 0, "request", (), None, extra={"fields": fields}
+        )
+        _access.handle(record)
 
 
 def _incoming_id(scope: Scope) -> str | None:
@@ -147,7 +111,7 @@ def describe_cause(error: KeyproofError) -> str:
 def uvicorn_log_config(level: str) -> dict[str, Any]:
     """``logging.config.dictConfig`` for ``keyproof serve``: JSON lines on stderr.
 
-    uvicorn's own access log is replaced by :class:`RequestIdMiddleware`'s, which
+    uvicorn's own access log is replaced by :func:`log_access`'s, which
     leaves out query strings.
     """
     handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}

@@ -42,13 +42,11 @@ from keyproof.errors import (
 )
 from keyproof.guard import www_authenticate
 from keyproof.server._clientip import ClientIpResolver
-from keyproof.server._cors import CorsMiddleware
-from keyproof.server._headers import NosniffMiddleware
-from keyproof.server._logs import RequestIdMiddleware
+from keyproof.server._cors import Cors
+from keyproof.server._edge import EdgeMiddleware
 from keyproof.server._metrics import ERROR_CODE_SCOPE_KEY, Metrics
 from keyproof.server._openapi import load_openapi
 from keyproof.server._signals import on_hangup
-from keyproof.server._slowclients import BodyDeadlineMiddleware
 from keyproof.server._storewatch import WatchedStore
 from keyproof.server._token_dpop import token_endpoint
 from keyproof.server.components import Components, build_components
@@ -344,15 +342,17 @@ def create_app(
 
     metrics = Metrics(path for path, _, _ in ROUTES)
     endpoints = Endpoints(settings, metrics)
-    middleware = [
-        Middleware(RequestIdMiddleware, metrics=metrics, client_ip=endpoints.client_ip),
-        Middleware(NosniffMiddleware),
-    ]
+    cors = None
     if settings.cors_origins:
         browser = {path: method for path, _, method in ROUTES if path in BROWSER_ROUTES}
-        origins = frozenset(settings.cors_origins)
-        middleware.append(Middleware(CorsMiddleware, origins=origins, routes=browser))
-    middleware.append(Middleware(BodyDeadlineMiddleware, timeout=settings.body_timeout))
+        cors = Cors(origins=frozenset(settings.cors_origins), routes=browser)
+    edge = Middleware(
+        EdgeMiddleware,
+        metrics=metrics,
+        client_ip=endpoints.client_ip,
+        body_timeout=settings.body_timeout,
+        cors=cors,
+    )
     # With a metrics_port, /metrics is served there only.
     private = {"/metrics"} if settings.metrics_port else set()
     return Starlette(
@@ -362,7 +362,7 @@ def create_app(
             if path not in private
         ],
         lifespan=lifespan,
-        middleware=middleware,
+        middleware=[edge],
         exception_handlers={KeyproofError: _keyproof_error, HTTPException: _http_error},
     )
 
