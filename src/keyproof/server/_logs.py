@@ -11,13 +11,15 @@ neither is logged.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
+import random
 import re
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 from starlette.types import Scope
 
@@ -25,6 +27,7 @@ from keyproof.errors import KeyproofError
 
 __all__ = [
     "REQUEST_ID",
+    "BatchingStreamHandler",
     "JsonFormatter",
     "current_request_id",
     "describe_cause",
@@ -38,6 +41,10 @@ _SAFE_ID = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
 REQUEST_ID: ContextVar[str | None] = ContextVar("keyproof_request_id", default=None)
 _access = logging.getLogger("keyproof.access")
 _encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
+# A request id correlates log lines; it is no secret (a caller may choose its own), so it
+# needs no system call per request. Seeded per process, and again in a forked worker.
+_ids = random.Random()  # noqa: S311
+os.register_at_fork(after_in_child=_ids.seed)
 
 
 def current_request_id() -> str | None:
@@ -68,10 +75,60 @@ class JsonFormatter(logging.Formatter):
         return _encode(entry)
 
 
+class BatchingStreamHandler(logging.StreamHandler[TextIO]):
+    """A ``StreamHandler`` that writes the lines of one event-loop iteration together.
+
+    On a thread running an event loop, a line waits for the end of the current loop
+    iteration, when every line the iteration logged is written and flushed at once:
+    one system call per iteration instead of one per request. On any other thread a
+    line is written at once, after the waiting ones, so the order is kept.
+    ``flush`` and ``close`` (also at interpreter exit) write what waits.
+    """
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__(stream)
+        self._waiting: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:  # the logging contract: report, never raise
+            self.handleError(record)
+            return
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is not None and not self._waiting:
+            loop.call_soon(self.flush)
+        self._waiting.append(line)
+        if loop is None:
+            self._write_waiting()
+
+    def flush(self) -> None:
+        self.acquire()
+        try:
+            self._write_waiting()
+        finally:
+            self.release()
+        super().flush()
+
+    def _write_waiting(self) -> None:
+        if not self._waiting:
+            return
+        text = "".join(self._waiting)
+        self._waiting.clear()
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except Exception:
+            self.handleError(logging.makeLogRecord({"msg": "log lines lost"}))
+
+
 def new_request_id(scope: Scope) -> str:
     """The caller's ``X-Request-ID`` when it is a short token of safe characters, else a
     fresh random one."""
-    return _incoming_id(scope) or os.urandom(16).hex()
+    return _incoming_id(scope) or f"{_ids.getrandbits(128):032x}"
 
 
 def log_access(fields: dict[str, Any]) -> None:
@@ -114,7 +171,11 @@ def uvicorn_log_config(level: str) -> dict[str, Any]:
     uvicorn's own access log is replaced by :func:`log_access`'s, which
     leaves out query strings.
     """
-    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+    handler = {
+        "class": f"{__name__}.BatchingStreamHandler",
+        "formatter": "json",
+        "stream": "ext://sys.stderr",
+    }
     return {
         "version": 1,
         "disable_existing_loggers": False,
