@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, cast
 
 from starlette.types import Message, Receive
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from keyproof._httpio import error_body
 from keyproof.errors import RequestTimeout
+from keyproof.server._transport import CoalescingTransport
 
 __all__ = ["BodyDeadline", "HeaderDeadlineProtocol"]
 
@@ -48,7 +49,8 @@ def _request_timeout_response(header_timeout: float) -> bytes:
 
 
 class HeaderDeadlineProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a deadline on the request line and headers."""
+    """uvicorn's httptools protocol with a deadline on the request line and headers,
+    writing through a :class:`~keyproof.server._transport.CoalescingTransport`."""
 
     def __init__(self, *args: Any, header_timeout: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -56,7 +58,8 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        coalescing = CoalescingTransport(transport, self.loop)
+        super().connection_made(cast(asyncio.Transport, coalescing))
         self._arm()
 
     def on_message_begin(self) -> None:
