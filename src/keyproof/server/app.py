@@ -12,10 +12,11 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from keyproof._httpio import (
+    CompactJSONResponse,
     access_credentials,
     dpop_proof,
     error_response,
@@ -174,7 +175,7 @@ class Endpoints:
         return response
 
     async def jwks(self, request: Request) -> Response:
-        return JSONResponse(
+        return CompactJSONResponse(
             self.components.keys.current().jwks(),
             headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"},
         )
@@ -216,7 +217,7 @@ class Endpoints:
 
     async def metadata(self, request: Request) -> Response:
         base = self.settings.issuer.rstrip("/")
-        return JSONResponse(
+        return CompactJSONResponse(
             {
                 "issuer": self.settings.issuer,
                 "token_endpoint": token_endpoint(self.settings.issuer),
@@ -237,7 +238,7 @@ class Endpoints:
         )
 
     async def healthz(self, request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        return CompactJSONResponse({"status": "ok"})
 
     async def readyz(self, request: Request) -> Response:
         """Ready when the store answers and the key file reloads; else 503 + ``Retry-After``."""
@@ -246,10 +247,10 @@ class Endpoints:
         key_file = self.components.key_file
         if key_file is not None and key_file.reload_error is not None:
             raise Unavailable("keys_unavailable", "the signing-key file cannot be reloaded")
-        return JSONResponse({"status": "ready"}, headers={"Cache-Control": "no-store"})
+        return CompactJSONResponse({"status": "ready"}, headers={"Cache-Control": "no-store"})
 
     async def openapi(self, request: Request) -> Response:
-        return JSONResponse(self.openapi_document)
+        return CompactJSONResponse(self.openapi_document)
 
     async def metrics_text(self, request: Request) -> Response:
         body, content_type = self.metrics.render()
