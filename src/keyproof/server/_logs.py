@@ -76,13 +76,15 @@ class JsonFormatter(logging.Formatter):
 
 
 class BatchingStreamHandler(logging.StreamHandler[TextIO]):
-    """A ``StreamHandler`` that writes the lines of one event-loop iteration together.
+    """A ``StreamHandler`` that writes the access lines of one event-loop iteration together.
 
-    On a thread running an event loop, a line waits for the end of the current loop
-    iteration, when every line the iteration logged is written and flushed at once:
-    one system call per iteration instead of one per request. On any other thread a
-    line is written at once, after the waiting ones, so the order is kept.
-    ``flush`` and ``close`` (also at interpreter exit) write what waits.
+    On a thread running an event loop, an access line waits for the end of the current
+    loop iteration, when every access line the iteration logged is written and flushed
+    at once: one system call per iteration instead of one per request. Every other line
+    is written at once, after the waiting ones, so the order is kept; so is uvicorn's
+    last line on shutdown, which matters as uvicorn may end the process by re-raising
+    the signal it caught, and no exit handler runs then. ``flush`` and ``close`` (also
+    at interpreter exit) write what waits.
     """
 
     def __init__(self, stream: TextIO | None = None) -> None:
@@ -99,10 +101,11 @@ class BatchingStreamHandler(logging.StreamHandler[TextIO]):
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
-        if loop is not None and not self._waiting:
+        batched = loop is not None and record.name == _access.name
+        if batched and loop is not None and not self._waiting:
             loop.call_soon(self.flush)
         self._waiting.append(line)
-        if loop is None:
+        if not batched:
             self._write_waiting()
 
     def flush(self) -> None:
