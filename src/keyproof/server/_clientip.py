@@ -9,12 +9,14 @@ were written by that client and are ignored, so a client cannot choose its addre
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["MAX_HOPS", "UNKNOWN", "ClientIpResolver"]
+__all__ = ["CLIENT_IP_SCOPE_KEY", "MAX_HOPS", "UNKNOWN", "ClientIpResolver"]
 
+CLIENT_IP_SCOPE_KEY = "keyproof.client_ip"
 MAX_HOPS = 32
 UNKNOWN = "unknown"
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -33,6 +35,16 @@ class ClientIpResolver:
         self._header = header.encode("ascii")
 
     def __call__(self, scope: Mapping[str, Any]) -> str:
+        """The client of the request; resolved once, then kept in a ``dict`` scope."""
+        known = scope.get(CLIENT_IP_SCOPE_KEY)
+        if isinstance(known, tuple) and known[0] is self:
+            return str(known[1])
+        address = self._resolve(scope)
+        if isinstance(scope, dict):
+            scope[CLIENT_IP_SCOPE_KEY] = (self, address)
+        return address
+
+    def _resolve(self, scope: Mapping[str, Any]) -> str:
         client = scope.get("client")
         peer = str(client[0]) if client else UNKNOWN
         if not self._trusted or not self._is_trusted(_parse_ip(peer)):
@@ -85,6 +97,7 @@ def _parse_ip(text: str) -> _Address | None:
     return address
 
 
+@functools.lru_cache(maxsize=4096)  # a peer's address is parsed once, not per request
 def _normalized(peer: str) -> str:
     address = _parse_ip(peer)
     return str(address) if address is not None else peer[:64]

@@ -1,6 +1,6 @@
 """CORS for the endpoints a browser app calls, and only for the configured origins.
 
-Pure ASGI. A request whose ``Origin`` is listed, to one of the browser endpoints, gets
+A request whose ``Origin`` is listed, to one of the browser endpoints, gets
 ``Access-Control-Allow-Origin`` with that origin and the headers a script may read; a
 preflight (``OPTIONS`` with ``Access-Control-Request-Method``) is answered ``204``.
 Every other request passes through untouched and gets no CORS header (a preflight from
@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from typing import Final
 
 from starlette.datastructures import Headers, MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope, Send
 
-__all__ = ["ALLOW_HEADERS", "EXPOSE_HEADERS", "CorsMiddleware"]
+__all__ = ["ALLOW_HEADERS", "EXPOSE_HEADERS", "Cors", "label", "preflight"]
 
 EXPOSE_HEADERS: Final = ("WWW-Authenticate", "Retry-After", "X-Request-ID", "DPoP-Nonce")
 """Response headers a browser script may read: the DPoP flow needs the server's nonce."""
@@ -28,36 +28,36 @@ ALLOW_HEADERS: Final = ("Content-Type", "DPoP")
 PREFLIGHT_MAX_AGE: Final = 600
 
 
-class CorsMiddleware:
-    """Answer preflights and label answers for ``origins`` on the ``routes`` given.
+class Cors:
+    """Which requests are labelled for ``origins``, on the ``routes`` given; applied by
+    :class:`~keyproof.server._edge.EdgeMiddleware`.
 
     ``routes`` maps each browser endpoint's path to its one method.
     """
 
-    def __init__(self, app: ASGIApp, *, origins: frozenset[str], routes: Mapping[str, str]):
-        self.app = app
+    def __init__(self, *, origins: frozenset[str], routes: Mapping[str, str]) -> None:
         self._origins = origins
         self._routes = dict(routes)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        method = self._routes.get(scope.get("path", "")) if scope["type"] == "http" else None
-        if method is None:
-            await self.app(scope, receive, send)
-            return
+    def method(self, scope: Scope) -> str | None:
+        """The method of the browser endpoint ``scope`` asks for, None for other paths."""
+        return self._routes.get(scope.get("path", ""))
+
+    def origin(self, scope: Scope) -> tuple[str | None, bool]:
+        """The request's listed origin (None if not exactly one listed ``Origin``) and
+        whether the request is a preflight from it."""
         headers = Headers(scope=scope)
         origins = headers.getlist("origin")
         origin = origins[0] if len(origins) == 1 and origins[0] in self._origins else None
-        if origin is not None and _is_preflight(scope, headers):
-            await _preflight(origin, method, send)
-            return
-        await self.app(scope, receive, _labelled(send, origin))
+        return origin, origin is not None and _is_preflight(scope, headers)
 
 
 def _is_preflight(scope: Scope, headers: Headers) -> bool:
     return scope["method"] == "OPTIONS" and "access-control-request-method" in headers
 
 
-async def _preflight(origin: str, method: str, send: Send) -> None:
+async def preflight(origin: str, method: str, send: Send) -> None:
+    """Answer a preflight from a listed ``origin`` to an endpoint of ``method``."""
     headers = MutableHeaders()
     headers["Access-Control-Allow-Origin"] = origin
     headers["Access-Control-Allow-Methods"] = method
@@ -68,20 +68,15 @@ async def _preflight(origin: str, method: str, send: Send) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
-def _labelled(send: Send, origin: str | None) -> Send:
-    """``send`` that adds the CORS headers for ``origin`` (none if None) and ``Vary``.
+def label(raw: list[tuple[bytes, bytes]], origin: str | None) -> list[tuple[bytes, bytes]]:
+    """``raw`` with the CORS headers for ``origin`` (none if None) and ``Vary``.
 
     ``Vary: Origin`` goes on every answer of a browser endpoint, so a shared cache
     never hands one origin's labelled answer (the JWKS is cacheable) to another.
     """
-
-    async def send_labelled(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            headers = MutableHeaders(scope=message)
-            headers.add_vary_header("Origin")
-            if origin is not None:
-                headers["Access-Control-Allow-Origin"] = origin
-                headers["Access-Control-Expose-Headers"] = ", ".join(EXPOSE_HEADERS)
-        await send(message)
-
-    return send_labelled
+    headers = MutableHeaders(raw=raw)
+    headers.add_vary_header("Origin")
+    if origin is not None:
+        headers["Access-Control-Allow-Origin"] = origin
+        headers["Access-Control-Expose-Headers"] = ", ".join(EXPOSE_HEADERS)
+    return headers.raw

@@ -8,28 +8,7 @@ by each endpoint that returns or takes a token (:func:`keyproof._httpio.json_res
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-__all__ = ["NosniffMiddleware"]
+__all__ = ["NOSNIFF"]
 
 NOSNIFF = (b"x-content-type-options", b"nosniff")
-
-
-class NosniffMiddleware:
-    """Pure ASGI: adds ``X-Content-Type-Options: nosniff`` to every HTTP response."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_nosniff(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [h for h in message.get("headers", []) if h[0] != NOSNIFF[0]]
-                message = {**message, "headers": [*headers, NOSNIFF]}
-            await send(message)
-
-        await self.app(scope, receive, send_nosniff)
+"""Added to every HTTP response by :class:`~keyproof.server._edge.EdgeMiddleware`."""

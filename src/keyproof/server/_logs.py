@@ -1,6 +1,6 @@
 """Structured JSON logs with a request id on every line.
 
-:class:`RequestIdMiddleware` gives each HTTP request an id (the caller's
+:class:`~keyproof.server._edge.EdgeMiddleware` gives each HTTP request an id (the caller's
 ``X-Request-ID`` when it is a short token of safe characters, else a fresh one),
 returns it in the ``X-Request-ID`` response header, makes it visible to every log
 line and audit entry written while the request runs, and writes one access line and
@@ -11,40 +11,45 @@ neither is logged.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import os
+import random
 import re
-import time
-import uuid
-from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, TextIO
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from keyproof.errors import KeyproofError
 
-if TYPE_CHECKING:  # prometheus-client is the server extra's; the CLI imports this module
-    from keyproof.server._metrics import Metrics
-
 __all__ = [
+    "REQUEST_ID",
+    "BatchingStreamHandler",
     "JsonFormatter",
-    "RequestIdMiddleware",
     "current_request_id",
     "describe_cause",
+    "log_access",
+    "new_request_id",
     "uvicorn_log_config",
 ]
 
 REQUEST_ID_HEADER = b"x-request-id"
 _SAFE_ID = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
-_request_id: ContextVar[str | None] = ContextVar("keyproof_request_id", default=None)
+REQUEST_ID: ContextVar[str | None] = ContextVar("keyproof_request_id", default=None)
 _access = logging.getLogger("keyproof.access")
+_encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
+# A request id correlates log lines; it is no secret (a caller may choose its own), so it
+# needs no system call per request. Seeded per process, and again in a forked worker.
+_ids = random.Random()  # noqa: S311
+os.register_at_fork(after_in_child=_ids.seed)
 
 
 def current_request_id() -> str | None:
     """The id of the HTTP request being served, or None outside a request."""
-    return _request_id.get()
+    return REQUEST_ID.get()
 
 
 class JsonFormatter(logging.Formatter):
@@ -67,61 +72,80 @@ class JsonFormatter(logging.Formatter):
             entry.update({k: v for k, v in fields.items() if k not in entry or k == "request_id"})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, separators=(",", ":"), default=str)
+        return _encode(entry)
 
 
-class RequestIdMiddleware:
-    """Pure ASGI: request id in context and response header, one access log line, and
-    the request counted in the app's :class:`~keyproof.server._metrics.Metrics`."""
+class BatchingStreamHandler(logging.StreamHandler[TextIO]):
+    """A ``StreamHandler`` that writes the access lines of one event-loop iteration together.
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        metrics: Metrics,
-        client_ip: Callable[[Scope], str] | None = None,
-    ) -> None:
-        self.app = app
-        self._metrics = metrics
-        self._client_ip = client_ip
+    On a thread running an event loop, an access line waits for the end of the current
+    loop iteration, when every access line the iteration logged is written and flushed
+    at once: one system call per iteration instead of one per request. Every other line
+    is written at once, after the waiting ones, so the order is kept; so is uvicorn's
+    last line on shutdown, which matters as uvicorn may end the process by re-raising
+    the signal it caught, and no exit handler runs then. ``flush`` and ``close`` (also
+    at interpreter exit) write what waits.
+    """
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = _incoming_id(scope) or uuid.uuid4().hex
-        token = _request_id.set(request_id)
-        started = time.perf_counter()
-        status = 500
+    def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__(stream)
+        self._waiting: list[str] = []
 
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-                headers = [h for h in message.get("headers", []) if h[0] != REQUEST_ID_HEADER]
-                headers.append((REQUEST_ID_HEADER, request_id.encode("ascii")))
-                message = {**message, "headers": headers}
-            await send(message)
-
+    def emit(self, record: logging.LogRecord) -> None:
         try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            seconds = time.perf_counter() - started
-            self._log_access(scope, status, seconds)
-            self._metrics.observe_request(scope, status, seconds)
-            _request_id.reset(token)
+            line = self.format(record) + self.terminator
+        except Exception:  # the logging contract: report, never raise
+            self.handleError(record)
+            return
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        batched = loop is not None and record.name == _access.name
+        if batched and loop is not None and not self._waiting:
+            loop.call_soon(self.flush)
+        self._waiting.append(line)
+        if not batched:
+            self._write_waiting()
 
-    def _log_access(self, scope: Scope, status: int, seconds: float) -> None:
-        fields = {
-            "request_id": _request_id.get(),
-            "method": scope.get("method"),
-            "path": self._metrics.endpoint(str(scope.get("path"))),
-            "status": status,
-            "duration_ms": round(seconds * 1000, 3),
-        }
-        if self._client_ip is not None:
-            fields["client_ip"] = self._client_ip(scope)
-        _access.info("request", extra={"fields": fields})
+    def flush(self) -> None:
+        self.acquire()
+        try:
+            self._write_waiting()
+        finally:
+            self.release()
+        super().flush()
+
+    def _write_waiting(self) -> None:
+        if not self._waiting:
+            return
+        text = "".join(self._waiting)
+        self._waiting.clear()
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except Exception:
+            self.handleError(logging.makeLogRecord({"msg": "log lines lost"}))
+
+
+def new_request_id(scope: Scope) -> str:
+    """The caller's ``X-Request-ID`` when it is a short token of safe characters, else a
+    fresh random one."""
+    return _incoming_id(scope) or f"{_ids.getrandbits(128):032x}"
+
+
+def log_access(fields: dict[str, Any]) -> None:
+    """Write the access line of one request, with its ``fields``.
+
+    The record is made and handed to the handlers directly: the call site is always
+    this function, and looking it up on the stack for every request costs more than
+    the rest of the line.
+    """
+    if _access.isEnabledFor(logging.INFO):
+        record = _access.makeRecord(
+            _access.name, logging.INFO, __file__, 0, "request", (), None, extra={"fields": fields}
+        )
+        _access.handle(record)
 
 
 def _incoming_id(scope: Scope) -> str | None:
@@ -147,10 +171,14 @@ def describe_cause(error: KeyproofError) -> str:
 def uvicorn_log_config(level: str) -> dict[str, Any]:
     """``logging.config.dictConfig`` for ``keyproof serve``: JSON lines on stderr.
 
-    uvicorn's own access log is replaced by :class:`RequestIdMiddleware`'s, which
+    uvicorn's own access log is replaced by :func:`log_access`'s, which
     leaves out query strings.
     """
-    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+    handler = {
+        "class": f"{__name__}.BatchingStreamHandler",
+        "formatter": "json",
+        "stream": "ext://sys.stderr",
+    }
     return {
         "version": 1,
         "disable_existing_loggers": False,

@@ -84,6 +84,9 @@ class Metrics:
             buckets=RPC_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        # Children by label values; the label sets are bounded (see the module doc).
+        self._requests: dict[tuple[str, str, int], Counter] = {}
+        self._latency: dict[str, Histogram] = {}
 
     def endpoint(self, path: str) -> str:
         return path if path in self.endpoints else "other"
@@ -92,8 +95,16 @@ class Metrics:
         self, path: str, method: str, status: int, code: str | None, seconds: float
     ) -> None:
         endpoint = self.endpoint(path)
-        self.requests.labels(endpoint, method, str(status)).inc()
-        self.latency.labels(endpoint).observe(seconds)
+        # labels() validates and locks on every call: each child is looked up once.
+        counted = self._requests.get((endpoint, method, status))
+        if counted is None:
+            counted = self.requests.labels(endpoint, method, str(status))
+            self._requests[endpoint, method, status] = counted
+        counted.inc()
+        timed = self._latency.get(endpoint)
+        if timed is None:
+            timed = self._latency[endpoint] = self.latency.labels(endpoint)
+        timed.observe(seconds)
         if code is not None:
             self.refusals.labels(endpoint, code).inc()
 

@@ -8,7 +8,7 @@ long as it likes (github.com/encode/uvicorn/issues/157). keyproof adds two deadl
   ``header_timeout`` seconds of the connection opening, or of the first byte of the
   next request on a kept-alive connection. Past it the connection is answered ``408``
   and closed; the app never sees the request.
-- :class:`BodyDeadlineMiddleware`: the body must arrive within ``body_timeout``
+- :class:`BodyDeadline`: the body must arrive within ``body_timeout``
   seconds of the headers. Past it the request fails with ``408 request_timeout`` and
   the connection is closed.
 
@@ -20,15 +20,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, cast
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from keyproof._httpio import error_body
 from keyproof.errors import RequestTimeout
+from keyproof.server._transport import CoalescingTransport
 
-__all__ = ["BodyDeadlineMiddleware", "HeaderDeadlineProtocol"]
+__all__ = ["BodyDeadline", "HeaderDeadlineProtocol"]
 
 
 def _request_timeout_response(header_timeout: float) -> bytes:
@@ -48,7 +49,8 @@ def _request_timeout_response(header_timeout: float) -> bytes:
 
 
 class HeaderDeadlineProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a deadline on the request line and headers."""
+    """uvicorn's httptools protocol with a deadline on the request line and headers,
+    writing through a :class:`~keyproof.server._transport.CoalescingTransport`."""
 
     def __init__(self, *args: Any, header_timeout: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -56,7 +58,8 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        coalescing = CoalescingTransport(transport, self.loop)
+        super().connection_made(cast(asyncio.Transport, coalescing))
         self._arm()
 
     def on_message_begin(self) -> None:
@@ -90,45 +93,35 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-class BodyDeadlineMiddleware:
-    """Pure ASGI: ``receive`` fails with ``RequestTimeout`` once the body is late.
+class BodyDeadline:
+    """``receive`` that fails with ``RequestTimeout`` once the body is late.
 
     The deadline covers the request body only; once it is complete, ``receive`` (for
     example waiting for a disconnect) is not limited. The error's response asks the
-    server to close the connection, so the rest of a late body is never read.
+    server to close the connection (``timed_out``), so the rest of a late body is never
+    read. Applied by :class:`~keyproof.server._edge.EdgeMiddleware`.
     """
 
-    def __init__(self, app: ASGIApp, *, timeout: float) -> None:
-        self.app = app
-        self.timeout = timeout
+    __slots__ = ("_deadline", "_receive", "_timeout", "body_complete", "timed_out")
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        deadline = asyncio.get_running_loop().time() + self.timeout
-        body_complete = timed_out = False
+    def __init__(self, receive: Receive, timeout: float) -> None:
+        self._receive = receive
+        self._timeout = timeout
+        self._deadline = asyncio.get_running_loop().time() + timeout
+        self.body_complete = False
+        self.timed_out = False
 
-        async def receive_in_time() -> Message:
-            nonlocal body_complete, timed_out
-            if body_complete:
-                return await receive()
-            try:
-                async with asyncio.timeout_at(deadline):
-                    message = await receive()
-            except TimeoutError:
-                timed_out = True
-                raise RequestTimeout(
-                    "request_timeout",
-                    f"the request body did not arrive within {self.timeout:g} s",
-                ) from None
-            body_complete = message["type"] != "http.request" or not message.get("more_body")
-            return message
-
-        async def send_closing(message: Message) -> None:
-            if timed_out and message["type"] == "http.response.start":
-                headers = [*message.get("headers", []), (b"connection", b"close")]
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive_in_time, send_closing)
+    async def receive(self) -> Message:
+        if self.body_complete:
+            return await self._receive()
+        try:
+            async with asyncio.timeout_at(self._deadline):
+                message = await self._receive()
+        except TimeoutError:
+            self.timed_out = True
+            raise RequestTimeout(
+                "request_timeout",
+                f"the request body did not arrive within {self._timeout:g} s",
+            ) from None
+        self.body_complete = message["type"] != "http.request" or not message.get("more_body")
+        return message

@@ -12,10 +12,11 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from keyproof._httpio import (
+    CompactJSONResponse,
     access_credentials,
     dpop_proof,
     error_response,
@@ -42,13 +43,11 @@ from keyproof.errors import (
 )
 from keyproof.guard import www_authenticate
 from keyproof.server._clientip import ClientIpResolver
-from keyproof.server._cors import CorsMiddleware
-from keyproof.server._headers import NosniffMiddleware
-from keyproof.server._logs import RequestIdMiddleware
+from keyproof.server._cors import Cors
+from keyproof.server._edge import EdgeMiddleware
 from keyproof.server._metrics import ERROR_CODE_SCOPE_KEY, Metrics
 from keyproof.server._openapi import load_openapi
 from keyproof.server._signals import on_hangup
-from keyproof.server._slowclients import BodyDeadlineMiddleware
 from keyproof.server._storewatch import WatchedStore
 from keyproof.server._token_dpop import token_endpoint
 from keyproof.server.components import Components, build_components
@@ -176,7 +175,7 @@ class Endpoints:
         return response
 
     async def jwks(self, request: Request) -> Response:
-        return JSONResponse(
+        return CompactJSONResponse(
             self.components.keys.current().jwks(),
             headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"},
         )
@@ -218,7 +217,7 @@ class Endpoints:
 
     async def metadata(self, request: Request) -> Response:
         base = self.settings.issuer.rstrip("/")
-        return JSONResponse(
+        return CompactJSONResponse(
             {
                 "issuer": self.settings.issuer,
                 "token_endpoint": token_endpoint(self.settings.issuer),
@@ -239,7 +238,7 @@ class Endpoints:
         )
 
     async def healthz(self, request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        return CompactJSONResponse({"status": "ok"})
 
     async def readyz(self, request: Request) -> Response:
         """Ready when the store answers and the key file reloads; else 503 + ``Retry-After``."""
@@ -248,10 +247,10 @@ class Endpoints:
         key_file = self.components.key_file
         if key_file is not None and key_file.reload_error is not None:
             raise Unavailable("keys_unavailable", "the signing-key file cannot be reloaded")
-        return JSONResponse({"status": "ready"}, headers={"Cache-Control": "no-store"})
+        return CompactJSONResponse({"status": "ready"}, headers={"Cache-Control": "no-store"})
 
     async def openapi(self, request: Request) -> Response:
-        return JSONResponse(self.openapi_document)
+        return CompactJSONResponse(self.openapi_document)
 
     async def metrics_text(self, request: Request) -> Response:
         body, content_type = self.metrics.render()
@@ -344,15 +343,17 @@ def create_app(
 
     metrics = Metrics(path for path, _, _ in ROUTES)
     endpoints = Endpoints(settings, metrics)
-    middleware = [
-        Middleware(RequestIdMiddleware, metrics=metrics, client_ip=endpoints.client_ip),
-        Middleware(NosniffMiddleware),
-    ]
+    cors = None
     if settings.cors_origins:
         browser = {path: method for path, _, method in ROUTES if path in BROWSER_ROUTES}
-        origins = frozenset(settings.cors_origins)
-        middleware.append(Middleware(CorsMiddleware, origins=origins, routes=browser))
-    middleware.append(Middleware(BodyDeadlineMiddleware, timeout=settings.body_timeout))
+        cors = Cors(origins=frozenset(settings.cors_origins), routes=browser)
+    edge = Middleware(
+        EdgeMiddleware,
+        metrics=metrics,
+        client_ip=endpoints.client_ip,
+        body_timeout=settings.body_timeout,
+        cors=cors,
+    )
     # With a metrics_port, /metrics is served there only.
     private = {"/metrics"} if settings.metrics_port else set()
     return Starlette(
@@ -362,7 +363,7 @@ def create_app(
             if path not in private
         ],
         lifespan=lifespan,
-        middleware=middleware,
+        middleware=[edge],
         exception_handlers={KeyproofError: _keyproof_error, HTTPException: _http_error},
     )
 
