@@ -35,14 +35,12 @@ and the guard are thin adapters around ``Service``.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
-import re
 import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
-from typing import Final, Protocol
+from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from keyproof._time import Clock, check_window, rfc3339
 from keyproof.accounts import (
@@ -54,17 +52,14 @@ from keyproof.accounts import (
     family_for_message,
     parse_account,
 )
-from keyproof.chain import MAX_CONTRACT_SIGNATURE_CHARS, ContractWallets
+from keyproof.chain import ContractWallets
 from keyproof.dpop import DPoPProof
 from keyproof.errors import (
-    BindingCode,
-    BindingMismatch,
     DPoPNonceRequired,
     DPoPProofInvalid,
     InvalidRequest,
     InvalidScope,
     KeyproofError,
-    MalformedMessage,
     MalformedSignature,
     NonceRejected,
     OutsideValidity,
@@ -74,6 +69,17 @@ from keyproof.errors import (
 )
 from keyproof.messages import recap
 from keyproof.server._ratelimit import RateLimiter
+from keyproof.server._redeem_checks import (
+    JKT_PATTERN,
+    JKT_URI_PREFIX,
+    Binding,
+    bounded_bytes,
+    check_binding,
+    check_signature_length,
+    contract_refused,
+    narrowed_scopes,
+    signed_scopes,
+)
 from keyproof.server._token_dpop import DPoPNonces, TokenEndpointProofs
 from keyproof.server.audit import AuditLog
 from keyproof.server.keys import KeySet
@@ -85,11 +91,6 @@ from keyproof.stores.base import Kind, Store
 from keyproof.stores.ops import Add, Get, Take
 
 __all__ = ["Challenge", "KeySource", "Service", "SignInConfig"]
-
-MAX_MESSAGE_BYTES = 8192
-JKT_URI_PREFIX: Final = "urn:ietf:params:oauth:jwk-thumbprint:sha-256:"
-"""RFC 9278: the resource naming the DPoP key a sign-in is bound to."""
-_JKT: Final = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,32 +130,6 @@ class Challenge:
     scope: str
     issued_at: str
     expires_at: str
-
-
-@dataclass(frozen=True, slots=True)
-class Binding:
-    """What a nonce is bound to, kept in the store until it is consumed or expires."""
-
-    namespace: str
-    account: str
-    chain: str
-    domain: str
-    uri: str
-    audience: str
-    scopes: tuple[str, ...]
-    issued_at: int
-    expires_at: int
-    dpop_jkt: str | None = None
-    """The DPoP key thumbprint the sign-in is bound to, written into the message."""
-
-    def encode(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
-
-    @classmethod
-    def decode(cls, data: bytes) -> Binding:
-        fields = json.loads(data)
-        fields["scopes"] = tuple(fields["scopes"])
-        return cls(**fields)
 
 
 @dataclass(slots=True)
@@ -220,7 +195,7 @@ class Service:
         ``dpop_jkt`` binds the sign-in to a DPoP key: the message names it, and only a
         proof by that key redeems it.
         """
-        if dpop_jkt is not None and _JKT.fullmatch(dpop_jkt) is None:
+        if dpop_jkt is not None and JKT_PATTERN.fullmatch(dpop_jkt) is None:
             raise InvalidRequest("invalid_field", "dpop_jkt must be a SHA-256 JWK thumbprint")
         try:
             parsed = parse_account(account, self._config.chains)
@@ -369,9 +344,9 @@ class Service:
         self, message: str, signature: str, dpop_proof: str | None, attempt: _Attempt
     ) -> AccessToken:
         try:
-            signed_bytes = _bounded_bytes(message, signature)
+            signed_bytes = bounded_bytes(message, signature)
             family = family_for_message(message)
-            _check_signature_length(family, signature)
+            check_signature_length(family, signature)
             parsed, account = family.parse(message)
         except KeyproofError:
             await self._limiter.admit_token(attempt.client_ip)  # over its limits: 429 first
@@ -385,14 +360,14 @@ class Service:
         if binding_bytes is None:
             raise await self._missing_nonce(parsed.nonce)
         binding = Binding.decode(binding_bytes)
-        _check_binding(parsed, account, binding)
+        check_binding(parsed, account, binding)
         attempt.bound = True
-        signed_scopes = _signed_scopes(parsed, binding)
+        signed = signed_scopes(parsed, binding)
         self._check_times(parsed, binding)
         await self._verify_signature(family, account, signed_bytes, signature)
-        proof = await self._sender_constraint(binding, signed_scopes, dpop_proof)
+        proof = await self._sender_constraint(binding, signed, dpop_proof)
         await self._consume(parsed.nonce, binding_bytes)
-        granted = self._granted(account, binding, signed_scopes)
+        granted = self._granted(account, binding, signed)
         if proof is None:
             return self._mint(account.id, binding.audience, granted)
         record, refresh_token = await self._sessions.start(
@@ -474,7 +449,7 @@ class Service:
         if proof.jkt != record.jkt:
             raise DPoPProofInvalid("invalid_dpop_proof", "the proof is signed by another key")
         await self._dpop.use(proof)
-        scopes = _narrowed(record.scopes, scope)
+        scopes = narrowed_scopes(record.scopes, scope)
         account = parse_account(record.sub, self._config.chains)
         grantable = self._config.policy.grantable(account.id, account.namespace)
         granted = tuple(s for s in scopes if s in grantable)
@@ -512,7 +487,7 @@ class Service:
             if digest is None:
                 raise
             await self._wallets.verify(
-                account, digest, signature, offline=offline, refused=_contract_refused
+                account, digest, signature, offline=offline, refused=contract_refused
             )
 
     async def _consume(self, nonce: str, expected: bytes) -> None:
@@ -533,74 +508,3 @@ class Service:
 
 def _family(account: Account) -> Family:
     return families()[account.namespace]
-
-
-def _bounded_bytes(message: str, signature: str) -> bytes:
-    """The exact bytes that were signed, after the size limits on both inputs."""
-    if len(message) > MAX_MESSAGE_BYTES:
-        raise MalformedMessage("message_too_long", f"message exceeds {MAX_MESSAGE_BYTES} bytes")
-    try:
-        encoded = message.encode("utf-8")
-    except UnicodeEncodeError:
-        raise MalformedMessage("malformed_message", "message is not valid Unicode") from None
-    if len(encoded) > MAX_MESSAGE_BYTES:
-        raise MalformedMessage("message_too_long", f"message exceeds {MAX_MESSAGE_BYTES} bytes")
-    if not signature or len(signature) > MAX_CONTRACT_SIGNATURE_CHARS:  # no family takes more
-        raise MalformedSignature("malformed_signature", "signature has an invalid length")
-    return encoded
-
-
-def _check_signature_length(family: Family, signature: str) -> None:
-    """Longer signatures only for families whose accounts may be contract wallets."""
-    if len(signature) > family.max_signature_chars:
-        raise MalformedSignature("malformed_signature", "signature has an invalid length")
-
-
-def _contract_refused() -> SignatureInvalid:
-    return SignatureInvalid("signature_invalid", "the contract wallet refused the signature")
-
-
-def _check_binding(message: SignInMessage, account: Account, binding: Binding) -> None:
-    checks: tuple[tuple[BindingCode, bool], ...] = (
-        ("account_mismatch", account.namespace == binding.namespace),
-        ("chain_mismatch", account.chain == binding.chain),
-        ("account_mismatch", account.id == binding.account),
-        ("domain_mismatch", message.domain == binding.domain),
-        # An origin scheme, where the format has one, must be the configured URI's.
-        ("domain_mismatch", message.scheme in (None, _scheme(binding.uri))),
-        ("uri_mismatch", message.uri == binding.uri),
-        ("dpop_key_mismatch", _named_jkts(message) == _bound_jkts(binding)),
-    )
-    for code, ok in checks:
-        if not ok:
-            raise BindingMismatch(code, f"message does not match the challenge ({code})")
-
-
-def _named_jkts(message: SignInMessage) -> list[str]:
-    """The DPoP keys the signed message names as RFC 9278 resources."""
-    return [r[len(JKT_URI_PREFIX) :] for r in message.resources if r.startswith(JKT_URI_PREFIX)]
-
-
-def _bound_jkts(binding: Binding) -> list[str]:
-    return [] if binding.dpop_jkt is None else [binding.dpop_jkt]
-
-
-def _narrowed(session_scopes: tuple[str, ...], scope: str | None) -> tuple[str, ...]:
-    """The scopes a refresh asks for: the session's, or a subset of them (RFC 6749 §6)."""
-    if scope is None:
-        return session_scopes
-    asked = parse_scope_string(scope)
-    wider = [s for s in asked if s not in session_scopes]
-    if wider:
-        raise InvalidScope("scope_not_allowed", f"not granted to this session: {wider[0]}")
-    return asked
-
-
-def _scheme(uri: str) -> str:
-    return uri.split(":", 1)[0]
-
-
-def _signed_scopes(message: SignInMessage, binding: Binding) -> frozenset[str]:
-    """Scopes the signer saw: only the ReCap (last resource, stated in the statement)."""
-    capability = recap.signed_capability(message.statement, message.resources)
-    return recap.scopes_of(capability, binding.audience) if capability else frozenset()
