@@ -437,16 +437,21 @@ def counting_issuer() -> Iterator[CountingIssuer]:
         thread.join(timeout=10)
 
 
+def backend_of(issuer: CountingIssuer, env: GuardEnv) -> KeyproofBackend:
+    """A guard fetching its keys from ``issuer`` over real HTTP."""
+    host, port = issuer.server_address[:2]
+    return KeyproofBackend(
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        jwks_url=f"http://{host!s}:{port}/.well-known/jwks.json",
+        clock=env.clock,
+    )
+
+
 async def test_requests_during_the_first_fetch_wait_for_its_keys(env: GuardEnv):
     with counting_issuer() as issuer:
         issuer.jwks = env.keys().jwks()
-        host, port = issuer.server_address[:2]
-        backend = KeyproofBackend(
-            issuer=ISSUER,
-            audience=AUDIENCE,
-            jwks_url=f"http://{host!s}:{port}/.well-known/jwks.json",
-            clock=env.clock,
-        )
+        backend = backend_of(issuer, env)
         transport = httpx.ASGITransport(app=guarded_app(backend))
         async with httpx.AsyncClient(transport=transport, base_url="http://rs.test") as rs:
             token = env.mint()
@@ -460,13 +465,7 @@ async def test_requests_during_the_first_fetch_wait_for_its_keys(env: GuardEnv):
 
 async def test_issuer_outage_is_fetched_at_most_once_per_cooldown(env: GuardEnv):
     with counting_issuer() as issuer:
-        host, port = issuer.server_address[:2]
-        backend = KeyproofBackend(
-            issuer=ISSUER,
-            audience=AUDIENCE,
-            jwks_url=f"http://{host!s}:{port}/.well-known/jwks.json",
-            clock=env.clock,
-        )
+        backend = backend_of(issuer, env)
         transport = httpx.ASGITransport(app=guarded_app(backend))
         async with httpx.AsyncClient(transport=transport, base_url="http://rs.test") as rs:
             token = env.mint()

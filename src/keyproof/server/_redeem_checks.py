@@ -4,7 +4,6 @@ scopes the signer saw. ``keyproof.server.service`` calls these in the protocol's
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Final
@@ -20,6 +19,7 @@ from keyproof.errors import (
     SignatureInvalid,
 )
 from keyproof.messages import recap
+from keyproof.server._records import decode_fields, encode_fields
 from keyproof.server.policy import parse_scope_string
 
 __all__ = [
@@ -58,15 +58,11 @@ class Binding:
     """The DPoP key thumbprint the sign-in is bound to, written into the message."""
 
     def encode(self) -> bytes:
-        # Not dataclasses.asdict: it deep-copies every field, three times the cost here.
-        fields = {name: getattr(self, name) for name in self.__slots__}
-        return json.dumps(fields, separators=(",", ":")).encode()
+        return encode_fields(self)
 
     @classmethod
     def decode(cls, data: bytes) -> Binding:
-        fields = json.loads(data)
-        fields["scopes"] = tuple(fields["scopes"])
-        return cls(**fields)
+        return cls(**decode_fields(data))
 
 
 def bounded_bytes(message: str, signature: str) -> bytes:

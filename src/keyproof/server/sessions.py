@@ -19,7 +19,6 @@ The order of the checks around these steps lives in :class:`keyproof.server.serv
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import secrets
 import time
@@ -28,6 +27,7 @@ from typing import Final
 
 from keyproof._time import Clock
 from keyproof.errors import RefreshRejected
+from keyproof.server._records import decode_fields, encode_fields
 from keyproof.stores.base import Kind, Store
 
 __all__ = ["EXPIRED_NOTICE", "REFRESH_TOKEN_PATTERN", "SessionRecord", "Sessions"]
@@ -56,15 +56,11 @@ class SessionRecord:
     """The absolute end: no refresh after it, whatever the idle timeout."""
 
     def encode(self) -> bytes:
-        # Not dataclasses.asdict: it deep-copies every field, three times the cost here.
-        fields = {name: getattr(self, name) for name in self.__slots__}
-        return json.dumps(fields, separators=(",", ":")).encode()
+        return encode_fields(self)
 
     @classmethod
     def decode(cls, data: bytes) -> SessionRecord:
-        fields = json.loads(data)
-        fields["scopes"] = tuple(fields["scopes"])
-        return cls(**fields)
+        return cls(**decode_fields(data))
 
 
 def _digest(refresh_token: str) -> str:
