@@ -47,6 +47,8 @@ class AuditLog:
         self.path = path
         self._clock = clock
         self._fd: int | None = None
+        self._opened: tuple[int, int] = (0, 0)
+        """(device, inode) of the open file: it cannot change while the file is open."""
         self._lock = threading.Lock()
 
     def record(
@@ -96,23 +98,24 @@ class AuditLog:
     def _append(self, line: bytes) -> None:
         try:
             with self._lock:
-                if self._fd is not None and _moved(self.path, self._fd):
+                if self._fd is not None and _moved(self.path, self._opened):
                     self._close()
                 if self._fd is None:
                     self._fd = _open_private(self.path)
+                    opened = os.fstat(self._fd)
+                    self._opened = (opened.st_dev, opened.st_ino)
                 os.write(self._fd, line)
         except OSError as exc:
             _log.error("audit log write failed: %s", type(exc).__name__)
 
 
-def _moved(path: Path, fd: int) -> bool:
+def _moved(path: Path, opened: tuple[int, int]) -> bool:
     """True when ``path`` no longer names the open file (rotated away or deleted)."""
     try:
         named = os.stat(path)
     except FileNotFoundError:
         return True
-    opened = os.fstat(fd)
-    return (named.st_dev, named.st_ino) != (opened.st_dev, opened.st_ino)
+    return (named.st_dev, named.st_ino) != opened
 
 
 def _open_private(path: Path) -> int:
