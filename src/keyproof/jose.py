@@ -92,7 +92,7 @@ def parse_compact(text: str, *, max_length: int) -> CompactJWS:
     segments = text.split(".")
     if len(segments) != 3 or not all(segments):
         raise JoseError("a compact JWS has three segments")
-    decoded = parse_base64url_segments(text, first=False)  # each within max_length
+    decoded = parse_base64url_segments(text)  # each within max_length
     if decoded is None:
         raise JoseError("segments must be canonical unpadded base64url")
     payload, signature = decoded
@@ -175,7 +175,8 @@ def public_jwk(key: PublicKey) -> dict[str, str]:
 
 def jwk_thumbprint(key: PublicKey) -> str:
     """RFC 7638: SHA-256 of the required members in lexicographic order, base64url."""
-    canonical = json.dumps(public_jwk(key), separators=(",", ":"), sort_keys=True)
+    # public_jwk lists the members in lexicographic order already.
+    canonical = _COMPACT_JSON.encode(public_jwk(key))
     return encode_base64url(hashlib.sha256(canonical.encode("ascii")).digest())
 
 
@@ -196,25 +197,21 @@ def _coordinate(value: Any) -> bytes:
 
 def _header(segment: str) -> Mapping[str, Any]:
     kept = _kept_header(segment)
-    return _json_object(_header_bytes(segment), "header") if kept is None else kept
+    return _json_object(kept, "header") if isinstance(kept, bytes) else kept
 
 
 @functools.lru_cache(maxsize=_HEADERS_KEPT)
-def _kept_header(segment: str) -> Mapping[str, Any] | None:
+def _kept_header(segment: str) -> Mapping[str, Any] | bytes:
     """A header without nested values, read-only; the last few are kept, as every token
-    one issuer key signs carries the same header. ``None`` for one that may nest: each
-    caller gets its own copy of that. A refused header raises and is not kept."""
-    data = _header_bytes(segment)
-    if b"{" in data[1:] or b"[" in data:
-        return None
-    return MappingProxyType(_json_object(data, "header"))
-
-
-def _header_bytes(segment: str) -> bytes:
-    decoded = parse_base64url_segments(segment)
-    if decoded is None:
+    one issuer key signs carries the same header. The decoded bytes of one that may
+    nest: each caller parses its own copy of that. A refused header raises and is not
+    kept."""
+    data = parse_base64url(segment, max_length=len(segment))
+    if data is None:
         raise JoseError("segments must be canonical unpadded base64url")
-    return decoded[0]
+    if b"{" in data[1:] or b"[" in data:
+        return data
+    return MappingProxyType(_json_object(data, "header"))
 
 
 def _json_object(data: bytes, what: str) -> dict[str, Any]:

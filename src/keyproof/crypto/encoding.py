@@ -105,14 +105,14 @@ def parse_base64url(text: str, *, max_length: int) -> bytes | None:
     return _canonical_base64url(text)
 
 
-def parse_base64url_segments(text: str, *, first: bool = True) -> list[bytes] | None:
-    """The ``.``-separated segments of ``text`` (a compact JWS), each decoded as by
-    :func:`parse_base64url`, else ``None``; the caller bounds the length of ``text``.
-    ``first=False`` leaves the first segment out (its caller decodes it)."""
+def parse_base64url_segments(text: str) -> list[bytes] | None:
+    """The ``.``-separated segments of ``text`` (a compact JWS) after the first, each
+    decoded as by :func:`parse_base64url`, else ``None``; the caller bounds the length of
+    ``text`` and decodes the first segment itself."""
     if "+" in text or "/" in text or "=" in text:  # base64, or padded
         return None
     decoded = []
-    for segment in _to_base64(text).split(".")[0 if first else 1 :]:
+    for segment in _to_base64(text).split(".")[1:]:
         # The strict decoder refuses every character outside the base64 alphabet.
         data = _canonical_base64(segment, strict=True) if len(segment) % 4 != 1 else None
         if data is None:

@@ -26,7 +26,6 @@ from cryptography.hazmat.primitives.serialization import (
     Encoding,
     NoEncryption,
     PrivateFormat,
-    PublicFormat,
 )
 from nacl.signing import SigningKey as NaclSigningKey
 
@@ -86,21 +85,12 @@ class SigningKey:
         return NaclSigningKey(self.private.private_bytes_raw())
 
     def public_jwk(self) -> dict[str, str]:
-        raw = self.public.public_bytes(Encoding.Raw, PublicFormat.Raw)
-        return {
-            "kty": "OKP",
-            "crv": "Ed25519",
-            "x": encode_base64url(raw),
-            "kid": self.kid,
-            "alg": "Ed25519",  # RFC 9864
-            "use": "sig",
-        }
+        return {**jose.public_jwk(self.public), "kid": self.kid, "alg": "Ed25519", "use": "sig"}
 
     @classmethod
     def generate(cls, now: int, active_from: int | None = None) -> SigningKey:
         private = Ed25519PrivateKey.generate()
-        raw = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        kid = jwk_thumbprint({"kty": "OKP", "crv": "Ed25519", "x": encode_base64url(raw)})
+        kid = jose.jwk_thumbprint(private.public_key())
         return cls(kid, private, now, now if active_from is None else active_from)
 
     def to_record(self) -> dict[str, Any]:
@@ -121,7 +111,7 @@ class SigningKey:
         key = cls(
             str(record["kid"]), private, int(record["created_at"]), int(record["active_from"])
         )
-        if jwk_thumbprint(key.public_jwk()) != key.kid:
+        if jose.jwk_thumbprint(key.public) != key.kid:
             raise ValueError("kid does not match the key")
         return key
 
