@@ -98,11 +98,13 @@ EXPORTS: dict[str, list[str]] = {
     "keyproof.dpop": [
         "DPOP_ALGORITHMS",
         "DPOP_TYPE",
+        "JKT_URI_PREFIX",
         "MAX_PROOF_BYTES",
         "DPoPProof",
         "ProofReplayCache",
         "access_token_hash",
         "check_sender",
+        "named_jkts",
         "normalized_htu",
         "verify_proof",
     ],

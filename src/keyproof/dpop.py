@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -36,16 +36,20 @@ from keyproof.tokens import confirmation_jkt
 __all__ = [
     "DPOP_ALGORITHMS",
     "DPOP_TYPE",
+    "JKT_URI_PREFIX",
     "MAX_PROOF_BYTES",
     "DPoPProof",
     "ProofReplayCache",
     "access_token_hash",
     "check_sender",
+    "named_jkts",
     "normalized_htu",
     "verify_proof",
 ]
 
 DPOP_TYPE: Final = "dpop+jwt"
+JKT_URI_PREFIX: Final = "urn:ietf:params:oauth:jwk-thumbprint:sha-256:"
+"""RFC 9278: the resource line naming the DPoP key a sign-in is bound to."""
 DPOP_ALGORITHMS: Final = ("ES256", "Ed25519", "EdDSA")
 """What ``dpop_signing_alg_values_supported`` advertises: WebCrypto's ES256 and Ed25519."""
 MAX_PROOF_BYTES: Final = 4096
@@ -218,3 +222,8 @@ async def check_sender(
         raise TokenInvalid("token_invalid", "a DPoP-bound token sent as a bearer token")
     checked = verify_proof(proof, method=method, url=url, now=now, access_token=token, jkt=jkt)
     await replay.use(checked, now)
+
+
+def named_jkts(resources: Iterable[str]) -> list[str]:
+    """The DPoP key thumbprints a signed message names as RFC 9278 resources, in order."""
+    return [r[len(JKT_URI_PREFIX) :] for r in resources if r.startswith(JKT_URI_PREFIX)]

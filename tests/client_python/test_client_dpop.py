@@ -19,10 +19,10 @@ import jwt
 import pytest
 from keyproof_client import KEY_TYPES, KeyproofAuth, KeyproofClientError, generate_key
 from keyproof_client._dpop import DPoPKey, htu
-from keyproof_client._signin import JKT_URI, SESSION_ENDED, SignIn
+from keyproof_client._signin import SESSION_ENDED, SignIn
 
 from keyproof import jose
-from keyproof.dpop import verify_proof
+from keyproof.dpop import JKT_URI_PREFIX, verify_proof
 
 from .conftest import (
     DPOP_ONLY,
@@ -73,7 +73,7 @@ def check_bound_session(services: Services, auth: KeyproofAuth, traffic: Traffic
     jkt = claims_of(token.access_token)["cnf"]["jkt"]
     [challenge] = [r for r in traffic.responses if r.request.url.path == "/v1/challenge"]
     assert json.loads(challenge.request.content)["dpop_jkt"] == jkt
-    assert f"\n- {JKT_URI}{jkt}\n" in challenge.json()["message"]
+    assert f"\n- {JKT_URI_PREFIX}{jkt}\n" in challenge.json()["message"]
     now = int(time.time())
     [redeem] = sent(traffic, TOKEN_PATH)
     proof = redeem.headers["dpop"]

@@ -10,6 +10,7 @@ from typing import Final
 
 from keyproof.accounts import Account, Family, SignInMessage
 from keyproof.chain import MAX_CONTRACT_SIGNATURE_CHARS
+from keyproof.dpop import named_jkts
 from keyproof.errors import (
     BindingCode,
     BindingMismatch,
@@ -24,7 +25,6 @@ from keyproof.server.policy import parse_scope_string
 
 __all__ = [
     "JKT_PATTERN",
-    "JKT_URI_PREFIX",
     "MAX_MESSAGE_BYTES",
     "Binding",
     "bounded_bytes",
@@ -36,8 +36,6 @@ __all__ = [
 ]
 
 MAX_MESSAGE_BYTES = 8192
-JKT_URI_PREFIX: Final = "urn:ietf:params:oauth:jwk-thumbprint:sha-256:"
-"""RFC 9278: the resource naming the DPoP key a sign-in is bound to."""
 JKT_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
@@ -99,16 +97,11 @@ def check_binding(message: SignInMessage, account: Account, binding: Binding) ->
         # An origin scheme, where the format has one, must be the configured URI's.
         ("domain_mismatch", message.scheme in (None, _scheme(binding.uri))),
         ("uri_mismatch", message.uri == binding.uri),
-        ("dpop_key_mismatch", named_jkts(message) == bound_jkts(binding)),
+        ("dpop_key_mismatch", named_jkts(message.resources) == bound_jkts(binding)),
     )
     for code, ok in checks:
         if not ok:
             raise BindingMismatch(code, f"message does not match the challenge ({code})")
-
-
-def named_jkts(message: SignInMessage) -> list[str]:
-    """The DPoP keys the signed message names as RFC 9278 resources."""
-    return [r[len(JKT_URI_PREFIX) :] for r in message.resources if r.startswith(JKT_URI_PREFIX)]
 
 
 def bound_jkts(binding: Binding) -> list[str]:

@@ -57,8 +57,6 @@ def _sign_in_config(settings: Settings) -> SignInConfig:
         clock_skew=settings.clock_skew,
         policy=settings.policy,
         relying_parties={party.origin: party for party in settings.relying_parties},
-        session_ttl=settings.session_ttl,
-        session_idle_ttl=settings.session_idle_ttl,
         dpop_nonce=settings.dpop_nonce,
     )
 

@@ -53,7 +53,7 @@ from keyproof.accounts import (
     parse_account,
 )
 from keyproof.chain import ContractWallets
-from keyproof.dpop import DPoPProof
+from keyproof.dpop import JKT_URI_PREFIX, DPoPProof
 from keyproof.errors import (
     DPoPNonceRequired,
     DPoPProofInvalid,
@@ -71,7 +71,6 @@ from keyproof.messages import recap
 from keyproof.server._ratelimit import RateLimiter
 from keyproof.server._redeem_checks import (
     JKT_PATTERN,
-    JKT_URI_PREFIX,
     Binding,
     bounded_bytes,
     check_binding,
@@ -109,8 +108,6 @@ class SignInConfig:
     policy: Policy
     relying_parties: Mapping[str, RelyingParty] = field(default_factory=dict)
     """Origin -> the browser app whose domain and URI its challenges carry (§6.1)."""
-    session_ttl: int = 86400
-    session_idle_ttl: int = 7200
     dpop_nonce: bool = False
 
 
@@ -154,8 +151,8 @@ class Service:
         limiter: RateLimiter,
         audit: AuditLog,
         wallets: ContractWallets,
+        sessions: Sessions,
         clock: Clock = time.time,
-        sessions: Sessions | None = None,
     ) -> None:
         self._config = config
         self._store = store
@@ -166,9 +163,7 @@ class Service:
         self._clock = clock
         nonces = DPoPNonces(keys, enabled=config.dpop_nonce, clock=clock)
         self._dpop = TokenEndpointProofs(store, nonces, issuer=config.issuer, clock=clock)
-        self._sessions = sessions or Sessions(
-            store, ttl=config.session_ttl, idle_ttl=config.session_idle_ttl, clock=clock
-        )
+        self._sessions = sessions
 
     def dpop_nonce(self) -> str | None:
         """The ``DPoP-Nonce`` token responses carry, or None when nonces are off."""

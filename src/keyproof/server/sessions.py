@@ -29,6 +29,7 @@ from keyproof._time import Clock
 from keyproof.errors import RefreshRejected
 from keyproof.server._records import decode_fields, encode_fields
 from keyproof.stores.base import Kind, Store
+from keyproof.stores.ops import Add, Take
 
 __all__ = ["EXPIRED_NOTICE", "REFRESH_TOKEN_PATTERN", "SessionRecord", "Sessions"]
 
@@ -135,8 +136,11 @@ class Sessions:
         wins, every other one finds the tombstone and ends the session."""
         key = _digest(refresh_token)
         tombstone = f"{record.sid} {record.expires_at}".encode()
-        await self._store.add(Kind.REFRESH_USED, key, tombstone, self._remaining(record.expires_at))
-        if await self._store.take(Kind.REFRESH, key) is None:
+        ttl = self._remaining(record.expires_at)
+        outcome = await self._store.batch(
+            [Add(Kind.REFRESH_USED, key, tombstone, ttl), Take(Kind.REFRESH, key)]
+        )
+        if outcome.bytes_at(1) is None:
             raise await self._unknown(refresh_token)
         return await self.issue(record)
 

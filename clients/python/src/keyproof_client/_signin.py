@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 import httpx
 from keyproof.accounts import family_for_message
+from keyproof.dpop import named_jkts
 from keyproof.errors import KeyproofError
 from keyproof.jwks import check_url
 from keyproof.messages import recap
@@ -45,8 +46,6 @@ logger = logging.getLogger("keyproof_client")
 
 _TOKEN_RE: Final = re.compile(r"[\x21-\x7e]+", re.ASCII)  # RFC 6750 b64token and then some
 MAX_REFRESH_TOKEN_CHARS: Final = 1024
-JKT_URI: Final = "urn:ietf:params:oauth:jwk-thumbprint:sha-256:"
-"""RFC 9278: the resource a challenge names the DPoP key with."""
 SESSION_ENDED: Final = frozenset(
     {"refresh_token_invalid", "refresh_token_reused", "session_expired", "session_revoked"}
 )
@@ -199,8 +198,7 @@ class SignIn:
             raise _refused(f"it grants what was not asked: {', '.join(unasked)[:100]}")
         if self.audience is not None and granted and set(granted) != {self.audience}:
             raise _refused(f"it grants to another audience than {self.audience}")
-        named = [r.removeprefix(JKT_URI) for r in message.resources if r.startswith(JKT_URI)]
-        if named != ([] if dpop_jkt is None else [dpop_jkt]):
+        if named_jkts(message.resources) != ([] if dpop_jkt is None else [dpop_jkt]):
             raise _refused("it does not bind the sign-in to this session's DPoP key alone")
 
     def _challenge_body(self, dpop_jkt: str | None) -> dict[str, str]:
