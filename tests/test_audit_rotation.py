@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from keyproof.server.audit import AUDIT_FILE_NAME, AuditLog
+from keyproof.server.audit import AUDIT_FILE_NAME, ROTATION_CHECK_SECONDS, AuditLog
 from keyproof.testing import KeyproofServer
 
 from conftest import FrozenClock
@@ -49,9 +49,26 @@ def test_a_line_after_logrotate_moved_the_file_goes_to_a_new_file(
     log = AuditLog(path, clock)
     record(log, "before")
     path.rename(tmp_path / "audit.jsonl.1")
+    clock.advance(ROTATION_CHECK_SECONDS)
     record(log, "after")
     log.close()
     assert accounts(tmp_path / "audit.jsonl.1") == ["before"]
+    assert accounts(path) == ["after"]
+
+
+def test_lines_within_a_second_of_the_last_check_still_go_to_the_moved_file(
+    tmp_path: Path, clock: FrozenClock
+):
+    path = tmp_path / AUDIT_FILE_NAME
+    log = AuditLog(path, clock)
+    record(log, "before")
+    path.rename(tmp_path / "audit.jsonl.1")
+    clock.advance(ROTATION_CHECK_SECONDS / 2)
+    record(log, "soon after")
+    clock.advance(ROTATION_CHECK_SECONDS / 2)
+    record(log, "after")
+    log.close()
+    assert accounts(tmp_path / "audit.jsonl.1") == ["before", "soon after"]
     assert accounts(path) == ["after"]
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
@@ -61,6 +78,7 @@ def test_a_line_after_the_file_was_deleted_goes_to_a_new_file(tmp_path: Path, cl
     log = AuditLog(path, clock)
     record(log, "before")
     path.unlink()
+    clock.advance(ROTATION_CHECK_SECONDS)
     record(log, "after")
     log.close()
     assert accounts(path) == ["after"]

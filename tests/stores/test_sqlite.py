@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import stat
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -25,6 +28,14 @@ def rows(path: Path) -> int:
         count: int = conn.execute("SELECT count(*) FROM entries").fetchone()[0]
     conn.close()
     return count
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait for the background purge: it runs on the store's thread, not awaited by writes."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the background purge did not finish"
+        await asyncio.sleep(0.01)
 
 
 @pytest.fixture
@@ -106,23 +117,49 @@ async def test_expired_rows_are_purged_in_bounded_batches(
     for i in range(expired):
         await store.add(CHALLENGE, f"old{i}", b"v", 1)
         writes += 1
+    await until(lambda: store._maintenance is None)  # runs before expiry purge nothing
     clock.advance(2)
     assert rows(tmp_path / "store.db") == expired
     for _ in range(PURGE_EVERY - writes % PURGE_EVERY):
         await store.take(CHALLENGE, "absent")
+    await until(lambda: rows(tmp_path / "store.db") < expired)
     assert rows(tmp_path / "store.db") == expired - PURGE_BATCH
     for _ in range(PURGE_EVERY):
         await store.take(CHALLENGE, "absent")
-    assert rows(tmp_path / "store.db") == 0
+    await until(lambda: rows(tmp_path / "store.db") == 0)
 
 
-async def test_purge_keeps_live_rows(store: SqliteStore, clock: FrozenClock) -> None:
+async def test_writes_do_not_wait_for_the_purge_and_it_catches_up(
+    store: SqliteStore, clock: FrozenClock, tmp_path: Path
+) -> None:
+    for i in range(3 * PURGE_BATCH):
+        await store.add(CHALLENGE, f"old{i}", b"v", 1)
+    clock.advance(2)
+    await until(lambda: store._maintenance is None)
+    writes_before = store._writes
+    # The store's thread is held: a write that waited for the purge would never return.
+    held = threading.Event()
+    store._executor.submit(held.wait, 30)
+    try:
+        for _ in range(3 * PURGE_EVERY - writes_before % PURGE_EVERY):
+            await asyncio.wait_for(store.take(CHALLENGE, "absent"), 5)
+        assert rows(tmp_path / "store.db") == 3 * PURGE_BATCH
+    finally:
+        held.set()
+    # The first run purges one batch; the two triggers that came meanwhile, one each.
+    await until(lambda: rows(tmp_path / "store.db") == 0)
+
+
+async def test_purge_keeps_live_rows(
+    store: SqliteStore, clock: FrozenClock, tmp_path: Path
+) -> None:
     await store.add(CHALLENGE, "live", b"v", 3600)
     for i in range(PURGE_EVERY):
         await store.add(CHALLENGE, f"old{i}", b"v", 1)
     clock.advance(2)
     for _ in range(PURGE_EVERY):
         await store.take(CHALLENGE, "absent")
+    await until(lambda: rows(tmp_path / "store.db") == 1)
     assert await store.count(CHALLENGE) == 1
     assert await store.get(CHALLENGE, "live") == b"v"
 

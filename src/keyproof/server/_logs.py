@@ -18,11 +18,11 @@ import os
 import random
 import re
 from contextvars import ContextVar
-from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from starlette.types import Scope
 
+from keyproof._time import log_time
 from keyproof.errors import KeyproofError
 
 __all__ = [
@@ -60,7 +60,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": log_time(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "pid": record.process,  # which worker, when several share a port

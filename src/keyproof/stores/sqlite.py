@@ -23,9 +23,11 @@ a local file costs less than handing it to a thread. One that finds the file loc
 waits for the lock up to ``busy_timeout``; when another process held it (the thread
 was idle), the next 0.25 s of transactions go there too, in order, so that none overtakes another
 (measured with two workers on a busy host, transactions retried on the loop were
-starved of the lock). The thread also purges expired rows and checkpoints the WAL
-every ``PURGE_EVERY`` writes, so that the loop does not fsync; a read that meets a
-checkpoint may still wait for it inside SQLite, beyond any busy timeout. With
+starved of the lock). The thread also purges expired rows (up to ``PURGE_BATCH`` per
+``PURGE_EVERY`` writes) and checkpoints the WAL, in the background, so that neither
+the loop nor the request that made the ``PURGE_EVERY``-th write waits for the fsync; a
+read that meets a checkpoint may still wait for it inside SQLite, beyond any busy
+timeout. With
 ``synchronous=FULL`` every commit fsyncs, so every transaction runs on the thread. A
 cancelled caller does not cancel a transaction already handed to the thread: a
 ``take`` may still consume, which fails closed.
@@ -120,6 +122,9 @@ class SqliteStore(Store):
         self._inline: sqlite3.Connection | None = None
         self._inline_allowed = self._synchronous == "NORMAL"
         self._maintaining = False
+        self._maintenance: asyncio.Task[None] | None = None
+        self._maintenance_due = 0
+        self._maintenance_now = 0.0
         self._threaded_now = 0
         self._inline_after = 0.0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keyproof-sqlite")
@@ -160,6 +165,8 @@ class SqliteStore(Store):
             return
         self._closed = True
         loop = asyncio.get_running_loop()
+        if self._maintenance is not None:
+            await asyncio.gather(self._maintenance, return_exceptions=True)
         try:
             if self._inline is not None:
                 self._inline.close()
@@ -190,12 +197,27 @@ class SqliteStore(Store):
         if write:
             self._writes += 1
             if self._writes % PURGE_EVERY == 0:
-                self._maintaining = True
-                try:
-                    await self._on_thread(self._maintain, now)
-                finally:
-                    self._maintaining = False
+                self._schedule_maintenance(now)
         return result
+
+    def _schedule_maintenance(self, now: float) -> None:
+        """Purge and checkpoint on the thread, not awaited: the request that happened to
+        be the ``PURGE_EVERY``-th write does not wait for the fsync. Triggers that come
+        while one runs are counted and run after it, each bounded by ``PURGE_BATCH``."""
+        self._maintenance_due += 1
+        self._maintenance_now = now
+        if self._maintenance is None:
+            self._maintenance = asyncio.get_running_loop().create_task(self._maintain_all())
+
+    async def _maintain_all(self) -> None:
+        self._maintaining = True
+        try:
+            while self._maintenance_due and not self._closed:
+                self._maintenance_due -= 1
+                await self._on_thread(self._maintain, self._maintenance_now)
+        finally:
+            self._maintaining = False
+            self._maintenance = None
 
     def _inline_now(self) -> bool:
         return self._inline_allowed and (
