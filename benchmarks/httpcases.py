@@ -4,8 +4,11 @@ Each comparison pairs a keyproof side with a baseline side loaded by the same cl
 
 - ``challenge``: ``POST /v1/challenge`` (wrk) against ``POST /echo`` of the same body;
 - ``login``: challenge + token with a new key each (``benchmarks.loadclient``; wrk
-  cannot sign) against the same driver sending the same two bodies to the echo app;
-  the echo app's wrk rate is given next to it, the framework's own request rate;
+  cannot sign) against the same driver sending the same two bodies to the echo app,
+  and, on SQLite and Redis, against the same driver logging in to a minimal login app
+  on the same store (``benchmarks.minimal_login``: the work a login cannot skip, by
+  hand; there is none for PostgreSQL, whose login rows have only the echo sides); the
+  echo app's wrk rate is given next to them, the framework's own request rate;
 - ``guard``: ``GET /profile`` behind ``keyproof.guard`` against the same route behind a
   minimal PyJWT backend, the same token (wrk).
 
@@ -29,6 +32,8 @@ from benchmarks.loadclient import drive
 
 Run = Callable[[float, float | None], dict[str, Any]]
 CHALLENGE_BODY = json.dumps({"account": "eip155:1:0xd8da6bf26964af9d7eed9e03e53415d37aa96045"})
+MINIMAL_LOGIN = "minimal login app, same store"
+MINIMAL_LOGIN_STORES = ("sqlite", "redis")
 
 
 @dataclass(frozen=True)
@@ -128,8 +133,15 @@ def _row(comparison: Comparison, measured: dict[str, dict[str, Any]], **facts: A
 
 
 def _store_rows(plan: Plan, echo_port: int, store: str, workers: int) -> Iterator[Any]:
-    with servers.keyproof(store, workers) as server:
-        port = servers.port_of(server)
+    with ExitStack() as stack:
+        port = servers.port_of(stack.enter_context(servers.keyproof(store, workers)))
+        login_sides = {
+            "keyproof": _driver(port, False),
+            "echo, same driver": _driver(echo_port, True),
+        }
+        if store in MINIMAL_LOGIN_STORES:
+            minimal = stack.enter_context(servers.minimal_login(store, workers))
+            login_sides[MINIMAL_LOGIN] = _driver(servers.port_of(minimal), False)
         challenge = Comparison(
             "challenge",
             "requests/s",
@@ -138,11 +150,7 @@ def _store_rows(plan: Plan, echo_port: int, store: str, workers: int) -> Iterato
                 "echo (wrk)": _wrk_post(echo_port, "/echo", CHALLENGE_BODY),
             },
         )
-        login = Comparison(
-            "login",
-            "logins/s",
-            {"keyproof": _driver(port, False), "echo, same driver": _driver(echo_port, True)},
-        )
+        login = Comparison("login", "logins/s", login_sides)
         challenge_row = _row(challenge, measure(challenge, plan), store=store, workers=workers)
         login_row = _row(login, measure(login, plan), store=store, workers=workers)
         echo_wrk = challenge_row["baselines"][0]

@@ -19,6 +19,7 @@ BEGIN = "<!-- benchmarks:begin (python -m benchmarks.readme; do not edit by hand
 END = "<!-- benchmarks:end -->"
 README = Path(__file__).resolve().parents[1] / "README.md"
 MET = {True: "yes", False: "**no**", None: "not measured"}
+INFORMATIONAL = "—"  # a row with no target claims nothing
 
 
 def table(report: dict[str, Any]) -> str:
@@ -37,7 +38,7 @@ def table(report: dict[str, Any]) -> str:
     ]
     lines += [
         f"| {h.path} | {h.keyproof} | {h.baseline} | {h.ratio} | {h.spread} | {h.target} "
-        f"| {MET[h.met]} |"
+        f"| {INFORMATIONAL if h.informational else MET[h.met]} |"
         for h in headlines(report)
     ]
     return "\n".join(lines)

@@ -3,12 +3,14 @@
 keyproof runs as shipped (``keyproof serve``, uvloop) with its rate limits raised by
 settings so that one load generator on one IP is not refused: every check still runs,
 the counters are still written, only the thresholds are high. The echo and resource
-apps run with uvicorn's same loop and HTTP parser, access log off.
+apps, and the minimal login app (``benchmarks.minimal_login``), run with uvicorn's same
+loop and HTTP parser, access log off.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 import uuid
@@ -92,14 +94,20 @@ def cleanup(store: str, tag: str) -> None:
 
 
 @contextmanager
-def app(name: str, workers: int, env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
-    """One of ``benchmarks.apps`` under uvicorn (uvloop, httptools)."""
+def app(
+    name: str,
+    workers: int,
+    env: dict[str, str] | None = None,
+    module: str = "benchmarks.apps",
+) -> Iterator[ServerProcess]:
+    """``module``'s ASGI app ``name`` (by default one of ``benchmarks.apps``) under uvicorn
+    (uvloop, httptools)."""
     port = free_port()
     command = [
         sys.executable,
         "-m",
         "uvicorn",
-        f"benchmarks.apps:{name}",
+        f"{module}:{name}",
         "--app-dir",
         str(ROOT),
         "--host",
@@ -119,6 +127,20 @@ def app(name: str, workers: int, env: dict[str, str] | None = None) -> Iterator[
     log = Path(tempfile.mkdtemp(prefix="keyproof-bench-")) / f"{name}.log"
     with ServerProcess(command, url=f"http://127.0.0.1:{port}", log_path=log, env=env) as server:
         yield server
+
+
+@contextmanager
+def minimal_login(store: str, workers: int) -> Iterator[ServerProcess]:
+    """``benchmarks.minimal_login`` on ``store`` (sqlite or redis); its state removed after."""
+    directory = Path(tempfile.mkdtemp(prefix="keyproof-bench-"))
+    tag = uuid.uuid4().hex[:12]
+    env = {"KEYPROOF_BENCH_STORE": store_url(store, directory, tag)}
+    try:
+        with app("app", workers, env, module="benchmarks.minimal_login") as server:
+            yield server
+    finally:
+        cleanup(store, tag)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def port_of(server: ServerProcess) -> int:

@@ -1,7 +1,8 @@
 """`make bench` in its reduced mode writes valid output, and the README table follows it.
 
-No timing is asserted: only that every case ran against its baselines and that the JSON,
-the chart and the README table have their shape. The HTTP part needs Debian's wrk: it is
+No timing is asserted: only that every case ran against its baselines (the HTTP login
+against the minimal login app too) and that the JSON, the chart and the README table
+have their shape. The HTTP part needs Debian's wrk: it is
 skipped with that reason where wrk is missing, unless ``KEYPROOF_REQUIRE_WRK=1`` (CI).
 """
 
@@ -33,6 +34,7 @@ IN_PROCESS_CASES = {
 }
 WRK = shutil.which("wrk") is not None
 BEGIN, END = "<!-- benchmarks:begin (python -m benchmarks.readme", "<!-- benchmarks:end -->"
+MINIMAL_LOGIN = "minimal login app, same store"
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +108,13 @@ def test_http_cases_with_wrk(run: tuple[dict[str, Any], Path]):
             assert side["half_peak"]["rate"] > 0
     login = rows[("login", "sqlite", 1)]
     assert login["keyproof"]["peak"]["failures"] == 0
+    baselines = {base["name"]: base for base in login["baselines"]}
+    assert {"echo, same driver", MINIMAL_LOGIN, "echo (wrk), requests/s"} <= set(baselines)
+    minimal = baselines[MINIMAL_LOGIN]
+    assert minimal["peak"]["failures"] == 0 and minimal["speed_ratio"] > 0
+    [headline] = [h for h in report["headlines"] if "minimal login app" in h["path"]]
+    assert headline["informational"] and headline["met"] is None
+    assert headline["path"].endswith("sqlite, 1 worker")
 
 
 def test_readme_table_is_generated_from_the_json(run: tuple[dict[str, Any], Path], tmp_path: Path):
@@ -128,3 +137,6 @@ def test_readme_table_is_generated_from_the_json(run: tuple[dict[str, Any], Path
     assert "quick mode" in block
     for headline in report["headlines"]:
         assert f"| {headline['path']} |" in block
+        if headline["informational"]:  # no target: the row claims nothing
+            [line] = [x for x in block.splitlines() if x.startswith(f"| {headline['path']} |")]
+            assert line.endswith("| none (informational) | — |"), line
