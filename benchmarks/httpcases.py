@@ -29,6 +29,7 @@ from typing import Any
 from benchmarks import servers, wrk
 from benchmarks.apps import SCOPE
 from benchmarks.loadclient import drive
+from keyproof.testing import ServerProcess
 
 Run = Callable[[float, float | None], dict[str, Any]]
 CHALLENGE_BODY = json.dumps({"account": "eip155:1:0xd8da6bf26964af9d7eed9e03e53415d37aa96045"})
@@ -69,8 +70,18 @@ def _wrk_get(port: int, path: str, token: str) -> Run:
     return lambda seconds, rate: wrk.run(url, seconds=seconds, headers=headers, rate=rate)
 
 
-def _driver(port: int, echo: bool) -> Run:
-    return lambda seconds, rate: drive(port, echo=echo, seconds=seconds, rate=rate)
+def _driver(server: ServerProcess, echo: bool) -> Run:
+    """The login driver against ``server``, with the server's CPU time per login."""
+    port = servers.port_of(server)
+
+    def run(seconds: float, rate: float | None) -> dict[str, Any]:
+        before = servers.cpu_seconds(server)
+        result = drive(port, echo=echo, seconds=seconds, rate=rate)
+        used = servers.cpu_seconds(server) - before
+        result["server_cpu_us_per_login"] = round(used / max(result["logins"], 1) * 1e6, 1)
+        return result
+
+    return run
 
 
 def _median(samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -132,16 +143,15 @@ def _row(comparison: Comparison, measured: dict[str, dict[str, Any]], **facts: A
     }
 
 
-def _store_rows(plan: Plan, echo_port: int, store: str, workers: int) -> Iterator[Any]:
+def _store_rows(plan: Plan, echo: ServerProcess, store: str, workers: int) -> Iterator[Any]:
+    echo_port = servers.port_of(echo)
     with ExitStack() as stack:
-        port = servers.port_of(stack.enter_context(servers.keyproof(store, workers)))
-        login_sides = {
-            "keyproof": _driver(port, False),
-            "echo, same driver": _driver(echo_port, True),
-        }
+        server = stack.enter_context(servers.keyproof(store, workers))
+        port = servers.port_of(server)
+        login_sides = {"keyproof": _driver(server, False), "echo, same driver": _driver(echo, True)}
         if store in MINIMAL_LOGIN_STORES:
             minimal = stack.enter_context(servers.minimal_login(store, workers))
-            login_sides[MINIMAL_LOGIN] = _driver(servers.port_of(minimal), False)
+            login_sides[MINIMAL_LOGIN] = _driver(minimal, False)
         challenge = Comparison(
             "challenge",
             "requests/s",
@@ -205,7 +215,7 @@ def run_all(plan: Plan) -> tuple[list[Any], list[Any]]:
             for store in reachable:
                 if store == "postgres" and workers not in plan.postgres_workers:
                     continue
-                rows.extend(_store_rows(plan, servers.port_of(echo), store, workers))
+                rows.extend(_store_rows(plan, echo, store, workers))
         if plan.guard:
             rows.extend(_guard_rows(plan, workers))
     return rows, skipped

@@ -154,6 +154,7 @@ def drive(
         )
     return {
         "rate": round(len(tally.logins) / elapsed, 1),
+        "logins": len(tally.logins),
         "p50_ms": _ms(tally.logins, 50),
         "p99_ms": _ms(tally.logins, 99),
         "first_request_p50_ms": _ms(tally.challenges, 50),

@@ -144,6 +144,27 @@ def _minimal_login_rows(report: dict[str, Any]) -> Iterator[Headline]:
                 _spread(mine["runs"], base["peak"]["runs"]),
                 informational=True,
             )
+            if workers == 1:
+                yield _cpu_row(row, base, store)
+
+
+def _cpu_row(row: dict[str, Any], minimal: dict[str, Any], store: str) -> Headline:
+    """The server's CPU time per login at peak: keyproof's, the minimal app's, and the echo
+    app's for the same two requests (the framework's share of a login)."""
+    key = "server_cpu_us_per_login"
+    mine, floor = row["keyproof"]["peak"].get(key), minimal["peak"].get(key)
+    echo = _baseline(row, ECHO_DRIVER)["peak"].get(key)
+    if mine is None or floor is None or echo is None:
+        return Headline(f"server CPU per login, {store}", "—", "—", "—", NO_TARGET, None)
+    return Headline(
+        f"server CPU per login, {store}, 1 worker",
+        f"{mine:.0f} µs",
+        f"minimal login app {floor:.0f} µs; echo app, the same two requests {echo:.0f} µs",
+        f"{floor / mine:.3g}×",
+        NO_TARGET,
+        None,
+        informational=True,
+    )
 
 
 def _guard_http(report: dict[str, Any]) -> Headline:

@@ -143,6 +143,25 @@ def minimal_login(store: str, workers: int) -> Iterator[ServerProcess]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def cpu_seconds(server: ServerProcess) -> float:
+    """User + system CPU time used so far by the server's processes (its process group:
+    uvicorn's supervisor and workers), from ``/proc``; 0 where there is no ``/proc``."""
+    if server.process is None:
+        return 0.0
+    group = os.getpgid(server.process.pid)
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[2]) == group:  # after the state: ppid, pgrp, ...
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def port_of(server: ServerProcess) -> int:
     return int(server.url.rsplit(":", 1)[1])
 

@@ -115,6 +115,11 @@ def test_http_cases_with_wrk(run: tuple[dict[str, Any], Path]):
     [headline] = [h for h in report["headlines"] if "minimal login app" in h["path"]]
     assert headline["informational"] and headline["met"] is None
     assert headline["path"].endswith("sqlite, 1 worker")
+    # The server's CPU time per login, read from /proc, for each side the driver loads.
+    for side in (login["keyproof"], minimal, baselines["echo, same driver"]):
+        assert side["peak"]["server_cpu_us_per_login"] > 0
+    [cpu] = [h for h in report["headlines"] if h["path"].startswith("server CPU per login")]
+    assert cpu["informational"] and cpu["keyproof"].endswith(" µs")
 
 
 def test_readme_table_is_generated_from_the_json(run: tuple[dict[str, Any], Path], tmp_path: Path):
