@@ -97,7 +97,9 @@ class BodyDeadline:
     """``receive`` that fails with ``RequestTimeout`` once the body is late.
 
     The deadline covers the request body only; once it is complete, ``receive`` (for
-    example waiting for a disconnect) is not limited. The error's response asks the
+    example waiting for a disconnect) is not limited, and a request whose body the
+    server has already read whole (the usual case: it came with the headers) sets no
+    timer at all. The error's response asks the
     server to close the connection (``timed_out``), so the rest of a late body is never
     read. Applied by :class:`~keyproof.server._edge.EdgeMiddleware`.
     """
@@ -114,6 +116,10 @@ class BodyDeadline:
     async def receive(self) -> Message:
         if self.body_complete:
             return await self._receive()
+        if _all_arrived(self._receive):  # nothing left to wait for: no timer to set
+            message = await self._receive()
+            self.body_complete = True
+            return message
         try:
             async with asyncio.timeout_at(self._deadline):
                 message = await self._receive()
@@ -125,3 +131,10 @@ class BodyDeadline:
             ) from None
         self.body_complete = message["type"] != "http.request" or not message.get("more_body")
         return message
+
+
+def _all_arrived(receive: Receive) -> bool:
+    """True when the server has read the whole request already, so ``receive`` answers
+    without waiting: uvicorn's request cycle sets ``more_body`` false once the request's
+    last byte is in (a server without that attribute always gets the timer)."""
+    return getattr(getattr(receive, "__self__", None), "more_body", True) is False
