@@ -27,6 +27,7 @@ from keyproof._time import Clock
 from keyproof.errors import ClientAuthenticationFailed, TokenInvalid
 from keyproof.server.sessions import Sessions
 from keyproof.stores.base import Kind, Store
+from keyproof.stores.ops import Get
 from keyproof.tokens import DEFAULT_LEEWAY, confirmation_jkt, verify_access_token
 
 if TYPE_CHECKING:
@@ -94,9 +95,11 @@ class Revocation:
 
     async def is_revoked(self, claims: Mapping[str, Any]) -> bool:
         """Whether a verified token was revoked, itself or with its session."""
-        if await self._store.get(Kind.REVOKED, claims["jti"]) is not None:
-            return True
-        return "sid" in claims and await self._sessions.is_revoked(claims["sid"])
+        reads = [Get(Kind.REVOKED, claims["jti"])]
+        if "sid" in claims:
+            reads.append(self._sessions.revoked_mark(claims["sid"]))
+        outcome = await self._store.batch(reads)  # one round trip for both marks
+        return any(mark is not None for mark in outcome.values)
 
     async def introspect(self, token: str) -> dict[str, Any]:
         """The RFC 7662 response for ``token``: its claims if active, else only ``active``."""

@@ -29,7 +29,7 @@ from keyproof._time import Clock
 from keyproof.errors import RefreshRejected
 from keyproof.server._records import decode_fields, encode_fields
 from keyproof.stores.base import Kind, Store
-from keyproof.stores.ops import Add, Take
+from keyproof.stores.ops import Add, Get, Take
 
 __all__ = ["EXPIRED_NOTICE", "REFRESH_TOKEN_PATTERN", "SessionRecord", "Sessions"]
 
@@ -161,6 +161,11 @@ class Sessions:
 
     async def is_revoked(self, sid: str) -> bool:
         return await self._store.get(Kind.SESSION_REVOKED, sid) is not None
+
+    @staticmethod
+    def revoked_mark(sid: str) -> Get:
+        """The read :meth:`is_revoked` makes, for a caller's own batch."""
+        return Get(Kind.SESSION_REVOKED, sid)
 
     def _remaining(self, expires_at: int) -> int:
         # At least one second: a store refuses a TTL of zero.
