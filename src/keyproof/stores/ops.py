@@ -16,7 +16,7 @@ effect (a counter over its limit stays counted), the ones after it never run.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from keyproof.stores import check_ttl
@@ -155,27 +155,21 @@ def outcome_of(ops: Sequence[Op], flat: Sequence[Value]) -> Outcome:
 async def run_each(store: Store, ops: Sequence[Op]) -> Outcome:
     """A batch as one call per operation: the meaning of a batch, without its one hop."""
     check_ops(ops)
-    values: list[Value] = []
-    for op in ops:
-        refused = False
-        if isinstance(op, Add):
-            values.append(await store.add(op.kind, op.key, op.value, op.ttl))
-        elif isinstance(op, Take):
-            values.append(await store.take(op.kind, op.key))
-        elif isinstance(op, Get):
-            value = await store.get(op.kind, op.key)
-            values.append(value)
-            refused = get_refuses(op, value)
-        else:
-            count = await store.hit(op.kind, op.key, op.window)
-            values.append(count)
-            refused = over_limit(op, count)
-            if refused and op.over is not None:
-                over = op.over
-                refused = over_limit(over, await store.hit(over.kind, over.key, over.window))
-        if refused:
-            return Outcome(tuple(values), refused=True)
-    return Outcome(tuple(values))
+    plan = _plan(ops)
+    try:
+        op = next(plan)
+        while True:
+            if isinstance(op, Add):
+                value: Value = await store.add(op.kind, op.key, op.value, op.ttl)
+            elif isinstance(op, Take):
+                value = await store.take(op.kind, op.key)
+            elif isinstance(op, Get):
+                value = await store.get(op.kind, op.key)
+            else:
+                value = await store.hit(op.kind, op.key, op.window)
+            op = plan.send(value)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
 
 
 class Steps(Protocol):
@@ -189,24 +183,37 @@ class Steps(Protocol):
 
 def run_steps(steps: Steps, ops: Sequence[Op]) -> Outcome:
     """A batch over synchronous steps (a transaction, or one turn of the event loop)."""
+    plan = _plan(ops)
+    try:
+        op = next(plan)
+        while True:
+            if isinstance(op, Add):
+                value: Value = steps.add(op.kind, op.key, op.value, op.ttl)
+            elif isinstance(op, Take):
+                value = steps.take(op.kind, op.key)
+            elif isinstance(op, Get):
+                value = steps.get(op.kind, op.key)
+            else:
+                value = steps.hit(op.kind, op.key, op.window)
+            op = plan.send(value)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+def _plan(ops: Sequence[Op]) -> Generator[Op, Value, Outcome]:
+    """The order of a batch and where it stops, for a driver that runs each operation
+    it is given and sends back the result; the ``over`` of a refusing hit is given too."""
     values: list[Value] = []
     for op in ops:
+        value = yield op
+        values.append(value)
         refused = False
-        if isinstance(op, Add):
-            values.append(steps.add(op.kind, op.key, op.value, op.ttl))
-        elif isinstance(op, Take):
-            values.append(steps.take(op.kind, op.key))
-        elif isinstance(op, Get):
-            value = steps.get(op.kind, op.key)
-            values.append(value)
-            refused = get_refuses(op, value)
-        else:
-            count = steps.hit(op.kind, op.key, op.window)
-            values.append(count)
-            refused = over_limit(op, count)
+        if isinstance(op, Get):
+            refused = get_refuses(op, value)  # type: ignore[arg-type]
+        elif isinstance(op, Hit):
+            refused = over_limit(op, value)  # type: ignore[arg-type]
             if refused and op.over is not None:
-                over = op.over
-                refused = over_limit(over, steps.hit(over.kind, over.key, over.window))
+                refused = over_limit(op.over, (yield op.over))  # type: ignore[arg-type]
         if refused:
             return Outcome(tuple(values), refused=True)
     return Outcome(tuple(values))
