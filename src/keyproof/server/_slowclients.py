@@ -99,9 +99,9 @@ class BodyDeadline:
     The deadline covers the request body only; once it is complete, ``receive`` (for
     example waiting for a disconnect) is not limited, and a request whose body the
     server has already read whole (the usual case: it came with the headers) sets no
-    timer at all. The error's response asks the
-    server to close the connection (``timed_out``), so the rest of a late body is never
-    read. Applied by :class:`~keyproof.server._edge.EdgeMiddleware`.
+    timer at all. The error's response asks the server to close the connection
+    (``timed_out``), so the rest of a late body is never read. Applied by
+    :class:`~keyproof.server._edge.EdgeMiddleware`.
     """
 
     __slots__ = ("_deadline", "_receive", "_timeout", "body_complete", "timed_out")

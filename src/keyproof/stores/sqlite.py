@@ -27,10 +27,9 @@ starved of the lock). The thread also purges expired rows (up to ``PURGE_BATCH``
 ``PURGE_EVERY`` writes) and checkpoints the WAL, in the background, so that neither
 the loop nor the request that made the ``PURGE_EVERY``-th write waits for the fsync; a
 read that meets a checkpoint may still wait for it inside SQLite, beyond any busy
-timeout. With
-``synchronous=FULL`` every commit fsyncs, so every transaction runs on the thread. A
-cancelled caller does not cancel a transaction already handed to the thread: a
-``take`` may still consume, which fails closed.
+timeout. With ``synchronous=FULL`` every commit fsyncs, so every transaction runs on
+the thread. A cancelled caller does not cancel a transaction already handed to the
+thread: a ``take`` may still consume, which fails closed.
 """
 
 from __future__ import annotations
