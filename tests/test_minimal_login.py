@@ -10,7 +10,6 @@ port, run as the benchmark runs it; Redis skips when unreachable (fails when
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,56 +17,34 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from benchmarks import servers
 from jwt.algorithms import OKPAlgorithm
 from nacl.signing import SigningKey
 
 from keyproof.crypto.didkey import encode_did_key
 from keyproof.crypto.encoding import encode_base64url
-from keyproof.testing import ServerProcess, free_port
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
-def _serve(store_url: str, directory: Path, server_log: list[Path]) -> Iterator[httpx.Client]:
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "benchmarks.minimal_login:app",
-        "--app-dir",
-        str(ROOT),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--loop",
-        "uvloop",
-        "--http",
-        "httptools",
-        "--no-access-log",
-    ]
-    log = directory / "minimal-login.log"
-    server_log.append(log)
-    url = f"http://127.0.0.1:{port}"
-    with (
-        ServerProcess(command, url=url, log_path=log, env={"KEYPROOF_BENCH_STORE": store_url}),
-        httpx.Client(base_url=url, timeout=10) as client,
-    ):
-        yield client
-    assert "Traceback" not in log.read_text(), log.read_text()
+def _serve(store_url: str, server_log: list[Path]) -> Iterator[httpx.Client]:
+    env = {"KEYPROOF_BENCH_STORE": store_url}
+    with servers.app("app", 1, env, module="benchmarks.minimal_login") as server:
+        server_log.append(server.log_path)
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            yield client
+        log = server.log()
+    assert "Traceback" not in log, log
 
 
 @pytest.fixture
 def sqlite_app(tmp_path: Path, server_log: list[Path]) -> Iterator[httpx.Client]:
-    yield from _serve(f"sqlite:///{tmp_path}/nonces.db", tmp_path, server_log)
+    yield from _serve(f"sqlite:///{tmp_path}/nonces.db", server_log)
 
 
 @pytest.fixture
 def redis_app(
     tmp_path: Path, redis_url: str, redis_prefix: str, server_log: list[Path]
 ) -> Iterator[httpx.Client]:
-    yield from _serve(f"{redis_url}?prefix={redis_prefix}", tmp_path, server_log)
+    yield from _serve(f"{redis_url}?prefix={redis_prefix}", server_log)
 
 
 def _wallet() -> tuple[SigningKey, str]:
