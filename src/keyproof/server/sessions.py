@@ -160,7 +160,8 @@ class Sessions:
         return True
 
     async def is_revoked(self, sid: str) -> bool:
-        return await self._store.get(Kind.SESSION_REVOKED, sid) is not None
+        mark = self.revoked_mark(sid)
+        return await self._store.get(mark.kind, mark.key) is not None
 
     @staticmethod
     def revoked_mark(sid: str) -> Get:

@@ -120,7 +120,6 @@ class SqliteStore(Store):
         self._closed = False
         self._inline: sqlite3.Connection | None = None
         self._inline_allowed = self._synchronous == "NORMAL"
-        self._maintaining = False
         self._maintenance: asyncio.Task[None] | None = None
         self._maintenance_due = 0
         self._maintenance_now = 0.0
@@ -186,7 +185,7 @@ class SqliteStore(Store):
                 try:
                     result = _transaction(self._inline_conn(), work, now, write, inline=True)
                 except _Busy:
-                    if not (self._maintaining or self._threaded_now):  # another process
+                    if self._maintenance is None and not self._threaded_now:  # another process
                         self._inline_after = time.monotonic() + _CONTENDED_SECONDS
                     result = await self._threaded(work, now, write)
             else:
@@ -209,13 +208,11 @@ class SqliteStore(Store):
             self._maintenance = asyncio.get_running_loop().create_task(self._maintain_all())
 
     async def _maintain_all(self) -> None:
-        self._maintaining = True
         try:
             while self._maintenance_due and not self._closed:
                 self._maintenance_due -= 1
                 await self._on_thread(self._maintain, self._maintenance_now)
         finally:
-            self._maintaining = False
             self._maintenance = None
 
     def _inline_now(self) -> bool:
