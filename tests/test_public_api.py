@@ -277,7 +277,13 @@ EXPORTS: dict[str, list[str]] = {
         "PostgresStore",
     ],
     "keyproof.stores.redis": ["SCAN_COUNT", "RedisStore"],
-    "keyproof.stores.sqlite": ["PURGE_BATCH", "PURGE_EVERY", "SqliteStore"],
+    "keyproof.stores.sqlite": [
+        "BUSY_RETRY_DELAYS",
+        "PURGE_BATCH",
+        "PURGE_EVERY",
+        "WAL_RESTART_FRAMES",
+        "SqliteStore",
+    ],
     "keyproof.testing": ["FrozenClock", "KeyproofServer", "ServerProcess", "free_port"],
     "keyproof.tokens": [
         "ACCESS_TOKEN_TYPE",

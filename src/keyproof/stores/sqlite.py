@@ -16,20 +16,27 @@ Batches (:meth:`SqliteStore.batch`) run as one transaction, ``BEGIN IMMEDIATE`` 
 they write, so a batch takes the write lock once, up front, and never stops half-way
 on a lock held by another process.
 
-Each store owns two connections. While no other process holds the file's lock, a
-transaction runs on the event loop's thread, with no busy wait: a short transaction on
-a local file costs less than handing it to a thread. One that finds the file locked
-(``SQLITE_BUSY``) is rolled back whole and handed to the store's own thread, which
-waits for the lock up to ``busy_timeout``; when another process held it (the thread
-was idle), the next 0.25 s of transactions go there too, in order, so that none overtakes another
-(measured with two workers on a busy host, transactions retried on the loop were
-starved of the lock). The thread also purges expired rows (up to ``PURGE_BATCH`` per
-``PURGE_EVERY`` writes) and checkpoints the WAL, in the background, so that neither
-the loop nor the request that made the ``PURGE_EVERY``-th write waits for the fsync; a
-read that meets a checkpoint may still wait for it inside SQLite, beyond any busy
-timeout. With ``synchronous=FULL`` every commit fsyncs, so every transaction runs on
-the thread. A cancelled caller does not cancel a transaction already handed to the
-thread: a ``take`` may still consume, which fails closed.
+Each store owns two connections. A transaction runs on the event loop's thread, with
+no busy wait: a short transaction on a local file costs less than handing it to a
+thread. One that finds the file locked (``SQLITE_BUSY``: another worker process, or
+this store's own purge) is rolled back whole and tried again on the loop after a short
+sleep (``BUSY_RETRY_DELAYS``), the loop serving other requests meanwhile; only when
+every retry found the lock taken does it go to the store's own thread, which waits up
+to ``busy_timeout``. (Measured with two workers: a transaction on the thread holds the
+write lock while it waits for the interpreter lock, up to its 5 ms switch interval, so
+the other worker's transactions met the lock and queued behind it; retried on the loop,
+two workers log in 1.3 times as fast as one, where the thread made them slower than one.)
+The thread also purges expired rows (up to ``PURGE_BATCH`` per ``PURGE_EVERY`` writes)
+and checkpoints the WAL, in the background, so that neither the loop nor the request
+that made the ``PURGE_EVERY``-th write waits for the fsync; a read that meets a
+checkpoint may still wait for it inside SQLite, beyond any busy timeout. A passive
+checkpoint never blocks a writer, so under steady writes the log is never idle when it
+ends and is never started over: once it holds ``WAL_RESTART_FRAMES`` pages, the thread
+restarts it while this store's transactions wait (a few milliseconds), which keeps the
+``-wal`` file bounded.
+With ``synchronous=FULL`` every commit fsyncs, so every transaction runs on the thread.
+A cancelled caller does not cancel a transaction already handed to the thread: a
+``take`` may still consume, which fails closed.
 """
 
 from __future__ import annotations
@@ -51,11 +58,13 @@ from keyproof.stores._sqlite_schema import migrate
 from keyproof.stores.base import Kind, Store
 from keyproof.stores.ops import Get, Op, Outcome, check_ops, run_steps
 
-__all__ = ["PURGE_BATCH", "PURGE_EVERY", "SqliteStore"]
+__all__ = ["BUSY_RETRY_DELAYS", "PURGE_BATCH", "PURGE_EVERY", "WAL_RESTART_FRAMES", "SqliteStore"]
 
 PURGE_EVERY: Final = 256
 PURGE_BATCH: Final = 512
-_CONTENDED_SECONDS: Final = 0.25
+BUSY_RETRY_DELAYS: Final = (0.0002, 0.0005, 0.001, 0.002)
+"""Seconds slept on the loop before each retry of a transaction that met the lock."""
+WAL_RESTART_FRAMES: Final = 4096
 
 _T = TypeVar("_T")
 _log = logging.getLogger("keyproof.stores.sqlite")
@@ -123,8 +132,8 @@ class SqliteStore(Store):
         self._maintenance: asyncio.Task[None] | None = None
         self._maintenance_due = 0
         self._maintenance_now = 0.0
-        self._threaded_now = 0
-        self._inline_after = 0.0
+        self._log_open = asyncio.Event()
+        self._log_open.set()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keyproof-sqlite")
         future = self._executor.submit(self._connect, busy_timeout)
         try:
@@ -179,17 +188,13 @@ class SqliteStore(Store):
         on the store's thread."""
         if self._closed:
             raise Unavailable("store_unavailable", "the store is closed")
+        await self._log_open.wait()
         now = self._clock()
         try:
-            if self._inline_now():
-                try:
-                    result = _transaction(self._inline_conn(), work, now, write, inline=True)
-                except _Busy:
-                    if self._maintenance is None and not self._threaded_now:  # another process
-                        self._inline_after = time.monotonic() + _CONTENDED_SECONDS
-                    result = await self._threaded(work, now, write)
+            if self._inline_allowed:
+                result = await self._on_loop(work, now, write)
             else:
-                result = await self._threaded(work, now, write)
+                result = await self._on_thread(_transaction, self._conn, work, now, write)
         except sqlite3.Error as exc:
             raise Unavailable("store_unavailable", "the SQLite store failed") from exc
         if write:
@@ -211,21 +216,31 @@ class SqliteStore(Store):
         try:
             while self._maintenance_due and not self._closed:
                 self._maintenance_due -= 1
-                await self._on_thread(self._maintain, self._maintenance_now)
+                frames = await self._on_thread(self._maintain, self._maintenance_now)
+                if frames >= WAL_RESTART_FRAMES:
+                    await self._restart_log()
         finally:
             self._maintenance = None
 
-    def _inline_now(self) -> bool:
-        return self._inline_allowed and (
-            self._inline_after == 0.0 or time.monotonic() >= self._inline_after
-        )
-
-    async def _threaded(self, work: Callable[[_Steps], _T], now: float, write: bool) -> _T:
-        self._threaded_now += 1
+    async def _restart_log(self) -> None:
+        """Start the WAL over while this store's transactions wait (a few milliseconds):
+        with writes arriving back to back it would never find a gap to do so."""
+        self._log_open.clear()
         try:
-            return await self._on_thread(_transaction, self._conn, work, now, write)
+            await self._on_thread(self._checkpoint, "RESTART")
         finally:
-            self._threaded_now -= 1
+            self._log_open.set()
+
+    async def _on_loop(self, work: Callable[[_Steps], _T], now: float, write: bool) -> _T:
+        """``work`` inline, retried after each of ``BUSY_RETRY_DELAYS``, then on the thread."""
+        for delay in (*BUSY_RETRY_DELAYS, None):
+            try:
+                return _transaction(self._inline_conn(), work, now, write, inline=True)
+            except _Busy:
+                if delay is None:
+                    break
+                await asyncio.sleep(delay)
+        return await self._on_thread(_transaction, self._conn, work, now, write)
 
     async def _on_thread(self, func: Callable[..., _T], *args: Any) -> _T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
@@ -262,13 +277,24 @@ class SqliteStore(Store):
             raise
         return conn
 
-    def _maintain(self, now: float) -> None:
-        """Best effort: the writes before it have committed and must not be reported failed."""
+    def _maintain(self, now: float) -> int:
+        """Purge and checkpoint; the pages the WAL holds (0 when unknown).
+
+        Best effort: the writes before it have committed and must not be reported failed.
+        """
         try:
             _execute(self._conn, _PURGE, {"now": now, "limit": PURGE_BATCH})
-            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except sqlite3.Error:
             _log.warning("purging expired SQLite entries failed", exc_info=True)
+        return self._checkpoint("PASSIVE")
+
+    def _checkpoint(self, mode: str) -> int:
+        try:
+            _busy, frames, _copied = _execute(self._conn, f"PRAGMA wal_checkpoint({mode})", {})[0]
+        except sqlite3.Error:
+            _log.warning("checkpointing the SQLite WAL failed", exc_info=True)
+            return 0
+        return int(frames)
 
 
 class _Busy(Exception):
