@@ -67,7 +67,7 @@ BUSY_RETRY_DELAYS: Final = (0.0002, 0.0005, 0.001, 0.002)
 WAL_RESTART_FRAMES: Final = 16384
 """WAL pages (64 MiB at 4 KiB) past which the log is started over. Each restart pauses
 this store's transactions (1 to 7 ms measured), so it should come seldom: at 1,000
-logins a second, about once every 4 seconds."""
+logins a second, once every 2 to 3 seconds."""
 
 _T = TypeVar("_T")
 _log = logging.getLogger("keyproof.stores.sqlite")
