@@ -187,8 +187,8 @@ class SqliteStore(Store):
             self._executor.shutdown(wait=False)
 
     async def _unit(self, work: Callable[[_Steps], _T], *, write: bool) -> _T:
-        """Run ``work`` as one transaction: inline while the file is uncontended, else
-        on the store's thread."""
+        """Run ``work`` as one transaction, on the loop unless every retry met the lock
+        (or ``synchronous=FULL``), once the WAL is not being started over."""
         if self._closed:
             raise Unavailable("store_unavailable", "the store is closed")
         await self._log_open.wait()
