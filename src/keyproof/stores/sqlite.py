@@ -33,7 +33,9 @@ checkpoint may still wait for it inside SQLite, beyond any busy timeout. A passi
 checkpoint never blocks a writer, so under steady writes the log is never idle when it
 ends and is never started over: once it holds ``WAL_RESTART_FRAMES`` pages, the thread
 restarts it while this store's transactions wait (a few milliseconds), which keeps the
-``-wal`` file bounded.
+``-wal`` file bounded. A reader that keeps an old snapshot open (a shell, a backup)
+pins the log: the restart then gives up after 100 ms and is tried again only once as
+many pages again have been written.
 With ``synchronous=FULL`` every commit fsyncs, so every transaction runs on the thread.
 A cancelled caller does not cancel a transaction already handed to the thread: a
 ``take`` may still consume, which fails closed.
@@ -68,6 +70,9 @@ WAL_RESTART_FRAMES: Final = 16384
 """WAL pages (64 MiB at 4 KiB) past which the log is started over. Each restart pauses
 this store's transactions (1 to 7 ms measured), so it should come seldom: at 1,000
 logins a second, once every 2 to 3 seconds."""
+_RESTART_WAIT_MS: Final = 100
+"""How long a restart waits for readers and writers of other connections; one that
+cannot start is tried again once as many more pages have been written."""
 
 _T = TypeVar("_T")
 _log = logging.getLogger("keyproof.stores.sqlite")
@@ -137,8 +142,10 @@ class SqliteStore(Store):
         self._maintenance_now = 0.0
         self._log_open = asyncio.Event()
         self._log_open.set()
+        self._failed_restart_at = 0  # WAL pages when a restart last gave up
+        self._busy_timeout_ms = int(busy_timeout * 1000)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keyproof-sqlite")
-        future = self._executor.submit(self._connect, busy_timeout)
+        future = self._executor.submit(self._connect)
         try:
             self._conn = future.result()
         except (sqlite3.Error, OSError) as exc:
@@ -220,17 +227,18 @@ class SqliteStore(Store):
             while self._maintenance_due and not self._closed:
                 self._maintenance_due -= 1
                 frames = await self._on_thread(self._maintain, self._maintenance_now)
-                if frames >= WAL_RESTART_FRAMES:
-                    await self._restart_log()
+                if frames >= self._failed_restart_at + WAL_RESTART_FRAMES:
+                    restarted = await self._restart_log()
+                    self._failed_restart_at = 0 if restarted else frames
         finally:
             self._maintenance = None
 
-    async def _restart_log(self) -> None:
+    async def _restart_log(self) -> bool:
         """Start the WAL over while this store's transactions wait (a few milliseconds):
         with writes arriving back to back it would never find a gap to do so."""
         self._log_open.clear()
         try:
-            await self._on_thread(self._checkpoint, "RESTART")
+            return await self._on_thread(self._restart_now)
         finally:
             self._log_open.set()
 
@@ -263,13 +271,16 @@ class SqliteStore(Store):
 
     # Everything below runs on the store's own thread.
 
-    def _connect(self, busy_timeout: float) -> sqlite3.Connection:
+    def _connect(self) -> sqlite3.Connection:
         _create_file(self._path)
         conn = sqlite3.connect(
-            self._path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            self._path,
+            timeout=self._busy_timeout_ms / 1000,
+            isolation_level=None,
+            check_same_thread=False,
         )
         try:
-            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise sqlite3.OperationalError(f"journal_mode is {mode}, WAL is required")
@@ -289,15 +300,28 @@ class SqliteStore(Store):
             _execute(self._conn, _PURGE, {"now": now, "limit": PURGE_BATCH})
         except sqlite3.Error:
             _log.warning("purging expired SQLite entries failed", exc_info=True)
-        return self._checkpoint("PASSIVE")
+        return self._checkpoint("PASSIVE")[1]
 
-    def _checkpoint(self, mode: str) -> int:
+    def _restart_now(self) -> bool:
+        """Whether the log was started over within ``_RESTART_WAIT_MS``."""
         try:
-            _busy, frames, _copied = _execute(self._conn, f"PRAGMA wal_checkpoint({mode})", {})[0]
+            self._conn.execute(f"PRAGMA busy_timeout = {_RESTART_WAIT_MS}")
+            try:
+                return self._checkpoint("RESTART")[0]
+            finally:
+                self._conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+        except sqlite3.Error:
+            _log.warning("setting the SQLite busy timeout failed", exc_info=True)
+            return False
+
+    def _checkpoint(self, mode: str) -> tuple[bool, int]:
+        """Whether the checkpoint finished, and the pages the WAL holds (0 if unknown)."""
+        try:
+            busy, frames, _copied = _execute(self._conn, f"PRAGMA wal_checkpoint({mode})", {})[0]
         except sqlite3.Error:
             _log.warning("checkpointing the SQLite WAL failed", exc_info=True)
-            return 0
-        return int(frames)
+            return False, 0
+        return not busy, max(0, int(frames))
 
 
 class _Busy(Exception):
