@@ -227,6 +227,8 @@ class SqliteStore(Store):
             while self._maintenance_due and not self._closed:
                 self._maintenance_due -= 1
                 frames = await self._on_thread(self._maintain, self._maintenance_now)
+                if frames < self._failed_restart_at:  # started over since
+                    self._failed_restart_at = 0
                 if frames >= self._failed_restart_at + WAL_RESTART_FRAMES:
                     restarted = await self._restart_log()
                     self._failed_restart_at = 0 if restarted else frames
