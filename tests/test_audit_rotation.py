@@ -58,7 +58,6 @@ def test_lines_after_logrotate_moved_the_file_go_to_a_new_file_within_a_second(
     assert accounts(tmp_path / "audit.jsonl.1") == ["before", "soon after"]
     assert accounts(path) == ["after"]
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
 def test_a_line_after_the_file_was_deleted_goes_to_a_new_file(tmp_path: Path, clock: FrozenClock):

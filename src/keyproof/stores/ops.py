@@ -17,7 +17,7 @@ effect (a counter over its limit stays counted), the ones after it never run.
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from keyproof.stores import check_ttl
 from keyproof.stores.base import Kind
@@ -159,15 +159,7 @@ async def run_each(store: Store, ops: Sequence[Op]) -> Outcome:
     try:
         op = next(plan)
         while True:
-            if isinstance(op, Add):
-                value: Value = await store.add(op.kind, op.key, op.value, op.ttl)
-            elif isinstance(op, Take):
-                value = await store.take(op.kind, op.key)
-            elif isinstance(op, Get):
-                value = await store.get(op.kind, op.key)
-            else:
-                value = await store.hit(op.kind, op.key, op.window)
-            op = plan.send(value)
+            op = plan.send(await _call(store, op))
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
 
@@ -187,17 +179,20 @@ def run_steps(steps: Steps, ops: Sequence[Op]) -> Outcome:
     try:
         op = next(plan)
         while True:
-            if isinstance(op, Add):
-                value: Value = steps.add(op.kind, op.key, op.value, op.ttl)
-            elif isinstance(op, Take):
-                value = steps.take(op.kind, op.key)
-            elif isinstance(op, Get):
-                value = steps.get(op.kind, op.key)
-            else:
-                value = steps.hit(op.kind, op.key, op.window)
-            op = plan.send(value)
+            op = plan.send(_call(steps, op))
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
+
+
+def _call(target: Steps | Store, op: Op) -> Any:
+    """``target``'s call for ``op``: a value from steps, an awaitable from a store."""
+    if isinstance(op, Add):
+        return target.add(op.kind, op.key, op.value, op.ttl)
+    if isinstance(op, Take):
+        return target.take(op.kind, op.key)
+    if isinstance(op, Get):
+        return target.get(op.kind, op.key)
+    return target.hit(op.kind, op.key, op.window)
 
 
 def _plan(ops: Sequence[Op]) -> Generator[Op, Value, Outcome]:

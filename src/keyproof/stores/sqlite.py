@@ -198,13 +198,11 @@ class SqliteStore(Store):
         (or ``synchronous=FULL``), once the WAL is not being started over."""
         if self._closed:
             raise Unavailable("store_unavailable", "the store is closed")
-        await self._log_open.wait()
+        if not self._log_open.is_set():
+            await self._log_open.wait()
         now = self._clock()
         try:
-            if self._inline_allowed:
-                result = await self._on_loop(work, now, write)
-            else:
-                result = await self._on_thread(_transaction, self._conn, work, now, write)
+            result = await self._run(work, now, write)
         except sqlite3.Error as exc:
             raise Unavailable("store_unavailable", "the SQLite store failed") from exc
         if write:
@@ -244,15 +242,16 @@ class SqliteStore(Store):
         finally:
             self._log_open.set()
 
-    async def _on_loop(self, work: Callable[[_Steps], _T], now: float, write: bool) -> _T:
-        """``work`` inline, retried after each of ``BUSY_RETRY_DELAYS``, then on the thread."""
-        for delay in (*BUSY_RETRY_DELAYS, None):
+    async def _run(self, work: Callable[[_Steps], _T], now: float, write: bool) -> _T:
+        """``work`` on the loop, retried after each of ``BUSY_RETRY_DELAYS``, then on the
+        thread (at once with ``synchronous=FULL``)."""
+        delays = (*BUSY_RETRY_DELAYS, None) if self._inline_allowed else ()
+        for delay in delays:
             try:
                 return _transaction(self._inline_conn(), work, now, write, inline=True)
             except _Busy:
-                if delay is None:
-                    break
-                await asyncio.sleep(delay)
+                if delay is not None:
+                    await asyncio.sleep(delay)
         return await self._on_thread(_transaction, self._conn, work, now, write)
 
     async def _on_thread(self, func: Callable[..., _T], *args: Any) -> _T:
