@@ -108,7 +108,8 @@ def test_request_ids_reach_log_and_audit_only_in_a_safe_shape(
             assert response.status_code == 200, name
             replaced[name] = response.headers["x-request-id"]
         kept = redeem_with_id(server.url, SAFE_ID.encode()).headers["x-request-id"]
-        log_text = server.log()
+    # Read once the server has stopped: an access line is written after its response.
+    log_text = server.log()
     assert kept == SAFE_ID
     assert all(re.fullmatch(r"[0-9a-f]{32}", rid) for rid in replaced.values()), replaced
     access = [json.loads(line) for line in log_text.splitlines() if '"keyproof.access"' in line]
