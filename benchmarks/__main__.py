@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import httpcases, inprocess, memory
-from benchmarks.harness import load_average, machine_facts
+from benchmarks.harness import cpu_times, load_average, machine_facts, steal_percent
 from benchmarks.logins import login_cases
 from benchmarks.report import chart, headlines
 
@@ -79,7 +79,7 @@ QUICK = Mode(
 
 
 def run(mode: Mode, http: bool) -> dict[str, Any]:
-    started, start_load = datetime.now(UTC), load_average()
+    started, start_load, start_cpu = datetime.now(UTC), load_average(), cpu_times()
     clock = time.monotonic()
     report: dict[str, Any] = {"schema": 1, "mode": mode.name, "started_at": started.isoformat()}
     report["machine"] = machine_facts()
@@ -93,6 +93,7 @@ def run(mode: Mode, http: bool) -> dict[str, Any]:
     report["finished_at"] = datetime.now(UTC).isoformat()
     report["seconds"] = round(time.monotonic() - clock, 1)
     report["load_average"] = {"start": start_load, "end": load_average()}
+    report["steal_percent"] = steal_percent(start_cpu, cpu_times())
     report["notes"] = NOTES
     report["headlines"] = [dataclasses.asdict(h) for h in headlines(report)]
     return report
@@ -116,7 +117,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['path']}: {row['keyproof']} vs {row['baseline']} ({row['ratio']}); "
             f"target {row['target']}{verdict}"
         )
-    print(f"load average {report['load_average']}; {report['seconds']} s")
+    print(
+        f"load average {report['load_average']}; steal {report['steal_percent']}%; "
+        f"{report['seconds']} s"
+    )
     if not args.output:
         print(text)
     return 0

@@ -117,6 +117,28 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def cpu_times() -> list[int] | None:
+    """The machine's CPU time counters since boot (``/proc/stat``: user, nice, system,
+    idle, iowait, irq, softirq, steal, ...), or None where there is no ``/proc``."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            return [int(field) for field in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+
+
+def steal_percent(before: list[int] | None, after: list[int] | None) -> float | None:
+    """The share of CPU time the hypervisor gave to other guests between two readings of
+    :func:`cpu_times` (steal): time in which this machine's work, whatever it was,
+    could not run. None without both readings or without a steal counter."""
+    if before is None or after is None or min(len(before), len(after)) < 8:
+        return None
+    spent = [later - earlier for earlier, later in zip(before, after, strict=False)]
+    # guest time (fields 9 and 10) is counted in user time already
+    total = sum(spent[:8])
+    return round(100 * spent[7] / total, 2) if total > 0 else None
+
+
 def _version(package: str) -> str | None:
     try:
         return metadata.version(package)

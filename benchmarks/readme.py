@@ -28,7 +28,8 @@ def table(report: dict[str, Any]) -> str:
     lines = [
         f"Measured {report['started_at'][:10]} with `make bench` ({report['mode']} mode) on "
         f"{machine['cpu_count']} CPUs ({machine['processor']}), Python {machine['python']}; "
-        f"load average {load['start'][0]} at the start, {load['end'][0]} at the end. "
+        f"load average {load['start'][0]} at the start, {load['end'][0]} at the end"
+        f"{_steal(report)}. "
         "Ratios are speed ratios: the baseline's time ÷ keyproof's, or keyproof's rate ÷ "
         "the baseline's; above 1, keyproof is faster. Spread: the slowest round (or run) "
         "minus the fastest, over the median, for the noisier side: how much to trust a row.",
@@ -42,6 +43,13 @@ def table(report: dict[str, Any]) -> str:
         for h in headlines(report)
     ]
     return "\n".join(lines)
+
+
+def _steal(report: dict[str, Any]) -> str:
+    steal = report.get("steal_percent")  # absent from reports written before it was kept
+    if steal is None:
+        return ""
+    return f"; the hypervisor took {steal}% of the CPU time (steal) over the run"
 
 
 def rewrite(text: str, report: dict[str, Any]) -> str:

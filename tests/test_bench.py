@@ -57,6 +57,7 @@ def test_reduced_mode_writes_machine_facts(run: tuple[dict[str, Any], Path]):
     assert report["machine"]["packages"]["keyproof"]
     assert report["machine"]["python"].count(".") == 2
     assert all(len(report["load_average"][when]) == 3 for when in ("start", "end"))
+    assert 0 <= report["steal_percent"] <= 100  # Linux: /proc/stat has a steal counter
     assert output.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -106,6 +107,8 @@ def test_http_cases_with_wrk(run: tuple[dict[str, Any], Path]):
             assert side["peak"]["rate"] > 0
             assert side["peak"]["p99_ms"] >= side["peak"]["p50_ms"] > 0
             assert side["half_peak"]["rate"] > 0
+            for runs in (side["peak"]["steal_runs"], side["half_peak"]["steal_runs"]):
+                assert runs and all(0 <= steal <= 100 for steal in runs)
     login = rows[("login", "sqlite", 1)]
     assert login["keyproof"]["peak"]["failures"] == 0
     baselines = {base["name"]: base for base in login["baselines"]}
@@ -140,6 +143,7 @@ def test_readme_table_is_generated_from_the_json(run: tuple[dict[str, Any], Path
     assert before == text.partition(BEGIN)[0] and after == text.partition(END)[2]
     assert "| path | keyproof | baseline | ratio | spread | target | met |" in block
     assert "quick mode" in block
+    assert f"the hypervisor took {report['steal_percent']}% of the CPU time" in block
     for headline in report["headlines"]:
         assert f"| {headline['path']} |" in block
         if headline["informational"]:  # no target: the row claims nothing
