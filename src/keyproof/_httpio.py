@@ -199,7 +199,7 @@ def access_credentials(conn: HTTPConnection) -> Credentials | None:
     """
     if conn.scope.get("query_string") and "access_token" in conn.query_params:
         raise InvalidRequest("not_supported", "send the token in the Authorization header only")
-    values = conn.headers.getlist("authorization")
+    values = _header_values(conn, b"authorization")
     if len(values) > 1:
         raise InvalidRequest("invalid_field", "more than one Authorization header")
     if not values:
@@ -219,7 +219,14 @@ def access_credentials(conn: HTTPConnection) -> Credentials | None:
 
 def dpop_proof(conn: HTTPConnection) -> str | None:
     """The request's ``DPoP`` header; more than one is ``invalid_dpop_proof``."""
-    proofs = conn.headers.getlist("dpop")
+    proofs = _header_values(conn, b"dpop")
     if len(proofs) > 1:
         raise DPoPProofInvalid("invalid_dpop_proof", "send exactly one DPoP header")
     return proofs[0] if proofs else None
+
+
+def _header_values(conn: HTTPConnection, name: bytes) -> list[str]:
+    """Every value of header ``name`` (lower case), as Starlette's ``headers.getlist``
+    gives them, read from the ASGI scope without building its ``Headers`` on each request
+    of a guarded route."""
+    return [value.decode("latin-1") for key, value in conn.scope["headers"] if key == name]
