@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import httpcases, inprocess, memory
-from benchmarks.harness import cpu_times, load_average, machine_facts, steal_percent
+from benchmarks.harness import cpu_shares, cpu_times, load_average, machine_facts
 from benchmarks.logins import login_cases
 from benchmarks.report import chart, headlines
 
@@ -93,7 +93,7 @@ def run(mode: Mode, http: bool) -> dict[str, Any]:
     report["finished_at"] = datetime.now(UTC).isoformat()
     report["seconds"] = round(time.monotonic() - clock, 1)
     report["load_average"] = {"start": start_load, "end": load_average()}
-    report["steal_percent"] = steal_percent(start_cpu, cpu_times())
+    report["steal_percent"] = cpu_shares(start_cpu, cpu_times())["steal_percent"]
     report["notes"] = NOTES
     report["headlines"] = [dataclasses.asdict(h) for h in headlines(report)]
     return report

@@ -127,16 +127,20 @@ def cpu_times() -> list[int] | None:
         return None
 
 
-def steal_percent(before: list[int] | None, after: list[int] | None) -> float | None:
-    """The share of CPU time the hypervisor gave to other guests between two readings of
-    :func:`cpu_times` (steal): time in which this machine's work, whatever it was,
-    could not run. None without both readings or without a steal counter."""
+def cpu_shares(before: list[int] | None, after: list[int] | None) -> dict[str, float | None]:
+    """Between two readings of :func:`cpu_times`, the shares of the machine's CPU time
+    left idle (``idle_percent``) and taken by the hypervisor for other guests
+    (``steal_percent``: time this machine's CPUs had work for and did not get). None
+    without both readings."""
     if before is None or after is None or min(len(before), len(after)) < 8:
-        return None
-    spent = [later - earlier for earlier, later in zip(before, after, strict=False)]
+        return {"idle_percent": None, "steal_percent": None}
     # guest time (fields 9 and 10) is counted in user time already
-    total = sum(spent[:8])
-    return round(100 * spent[7] / total, 2) if total > 0 else None
+    spent = [later - earlier for earlier, later in zip(before[:8], after[:8], strict=True)]
+    total = sum(spent) or 1
+    return {
+        "idle_percent": round(100 * (spent[3] + spent[4]) / total, 2),  # idle + iowait
+        "steal_percent": round(100 * spent[7] / total, 2),
+    }
 
 
 def _version(package: str) -> str | None:

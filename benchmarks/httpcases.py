@@ -15,8 +15,8 @@ Each comparison pairs a keyproof side with a baseline side loaded by the same cl
 Sides alternate run by run (A, B, A, B, ...). Peak rounds first; then as many rounds
 with each side at half of its own median peak rate, where its p50/p99 are what a user
 sees short of saturation. ``speed_ratio`` is keyproof's rate / the baseline's. Each run
-records ``steal_percent``: the share of the machine's CPU time the hypervisor took
-while it ran, which no server can make up for.
+records the shares of the machine's CPU time left idle (``idle_percent``: near 0, the
+machine, not the server, was the limit) and taken by the hypervisor (``steal_percent``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any
 
 from benchmarks import servers, wrk
 from benchmarks.apps import SCOPE
-from benchmarks.harness import cpu_times, steal_percent
+from benchmarks.harness import cpu_shares, cpu_times
 from benchmarks.loadclient import drive
 from keyproof.testing import ServerProcess
 
@@ -97,6 +97,7 @@ def _median(samples: list[dict[str, Any]]) -> dict[str, Any]:
     merged["failures"] = sum(s["failures"] for s in samples)
     merged["runs"] = [s["rate"] for s in samples]
     merged["p99_runs"] = [s["p99_ms"] for s in samples if s["p99_ms"] is not None]
+    merged["idle_runs"] = [s["idle_percent"] for s in samples]
     merged["steal_runs"] = [s["steal_percent"] for s in samples]
     return merged
 
@@ -125,7 +126,7 @@ def _rounds(
         for name, run in sides.items():
             before = cpu_times()
             sample = run(plan.seconds, rates[name])
-            sample["steal_percent"] = steal_percent(before, cpu_times())
+            sample.update(cpu_shares(before, cpu_times()))
             samples[name].append(sample)
     return samples
 

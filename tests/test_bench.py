@@ -107,8 +107,10 @@ def test_http_cases_with_wrk(run: tuple[dict[str, Any], Path]):
             assert side["peak"]["rate"] > 0
             assert side["peak"]["p99_ms"] >= side["peak"]["p50_ms"] > 0
             assert side["half_peak"]["rate"] > 0
-            for runs in (side["peak"]["steal_runs"], side["half_peak"]["steal_runs"]):
-                assert runs and all(0 <= steal <= 100 for steal in runs)
+            for load in ("peak", "half_peak"):
+                for shares in ("idle_runs", "steal_runs"):
+                    runs = side[load][shares]
+                    assert runs and all(0 <= share <= 100 for share in runs), (shares, runs)
     login = rows[("login", "sqlite", 1)]
     assert login["keyproof"]["peak"]["failures"] == 0
     baselines = {base["name"]: base for base in login["baselines"]}
