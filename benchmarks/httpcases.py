@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -74,14 +75,18 @@ def _wrk_get(port: int, path: str, token: str) -> Run:
 
 
 def _driver(server: ServerProcess, echo: bool) -> Run:
-    """The login driver against ``server``, with the server's CPU time per login."""
+    """The login driver against ``server``, with the server's CPU time per login and the
+    driver's own (it runs in this process, on the same CPUs)."""
     port = servers.port_of(server)
 
     def run(seconds: float, rate: float | None) -> dict[str, Any]:
-        before = servers.cpu_seconds(server)
+        before, driver_before = servers.cpu_seconds(server), time.process_time()
         result = drive(port, echo=echo, seconds=seconds, rate=rate)
         used = servers.cpu_seconds(server) - before
-        result["server_cpu_us_per_login"] = round(used / max(result["logins"], 1) * 1e6, 1)
+        driver_used = time.process_time() - driver_before
+        logins = max(result["logins"], 1)
+        result["server_cpu_us_per_login"] = round(used / logins * 1e6, 1)
+        result["driver_cpu_us_per_login"] = round(driver_used / logins * 1e6, 1)
         return result
 
     return run

@@ -123,6 +123,7 @@ def test_http_cases_with_wrk(run: tuple[dict[str, Any], Path]):
     # The server's CPU time per login, read from /proc, for each side the driver loads.
     for side in (login["keyproof"], minimal, baselines["echo, same driver"]):
         assert side["peak"]["server_cpu_us_per_login"] > 0
+        assert side["peak"]["driver_cpu_us_per_login"] > 0
     [cpu] = [h for h in report["headlines"] if h["path"].startswith("server CPU per login")]
     assert cpu["informational"] and cpu["keyproof"].endswith(" µs")
 
