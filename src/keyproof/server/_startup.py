@@ -28,6 +28,7 @@ __all__ = [
     "check_listen_address",
     "check_store",
     "existing_data_dir",
+    "listen_error",
     "preflight",
     "prepare_data_dir",
     "unknown_environment",
@@ -125,13 +126,18 @@ def check_listen_address(host: str, port: int, setting: str) -> None:
         try:
             probe.bind((host, port))
         except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise ConfigurationError(
-                    "address_in_use",
-                    f"{host}:{port} is already in use: stop the process listening there "
-                    f"or choose another {setting}",
-                ) from None
-            reason = exc.strerror or str(exc)
-            raise ConfigurationError(
-                "invalid_setting", f"cannot listen on {host}:{port} ({setting}): {reason}"
-            ) from None
+            raise listen_error(exc, host, port, setting) from None
+
+
+def listen_error(exc: OSError, host: str, port: int, setting: str) -> ConfigurationError:
+    """What binding ``host:port`` failing with ``exc`` means to whoever set ``setting``."""
+    if exc.errno == errno.EADDRINUSE:
+        return ConfigurationError(
+            "address_in_use",
+            f"{host}:{port} is already in use: stop the process listening there "
+            f"or choose another {setting}",
+        )
+    reason = exc.strerror or str(exc)
+    return ConfigurationError(
+        "invalid_setting", f"cannot listen on {host}:{port} ({setting}): {reason}"
+    )

@@ -21,6 +21,7 @@ from typing import Any
 from keyproof import __version__
 from keyproof._time import Clock
 from keyproof.errors import ConfigurationError, KeyproofError, Unavailable
+from keyproof.server._listeners import serve_workers
 from keyproof.server._logs import uvicorn_log_config
 from keyproof.server._startup import (
     existing_data_dir,
@@ -185,9 +186,9 @@ def serve(settings: Settings) -> int:
         uvicorn.run(create_app(settings), **options)
         return 0
     os.environ.update(settings.as_environment())
-    uvicorn.run(
+    serve_workers(
+        uvicorn,
         "keyproof.server.app:create_app_from_environment",
-        factory=True,
         workers=settings.workers,
         **options,
     )
