@@ -44,7 +44,7 @@ MINIMAL_LOGIN_STORES = ("sqlite", "redis")
 @dataclass(frozen=True)
 class Plan:
     seconds: float = 3.0
-    rounds: int = 2
+    rounds: int = 3  # a median that one disturbed run cannot move
     warmup: float = 1.0
     workers: tuple[int, ...] = (1, 2)
     stores: tuple[str, ...] = ("sqlite", "redis", "postgres")
