@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import pickle
 import signal
 import socket
 import sys
@@ -111,8 +112,6 @@ def test_connections_opened_at_once_spread_over_every_worker(tmp_path: Path, ser
 
 
 def test_a_worker_listener_becomes_a_socket_of_its_own_where_it_is_unpickled():
-    import pickle
-
     with bind_reuse_port("127.0.0.1", 0) as held:
         port = held.getsockname()[1]
         first = pickle.loads(pickle.dumps(WorkerListener("127.0.0.1", port)))
