@@ -40,7 +40,7 @@ def _listening_sockets(port: int) -> int:
         with open(table, encoding="ascii") as rows:
             next(rows)
             for row in rows:
-                local, state = row.split()[1], row.split()[3]
+                _, local, _, state, *_ = row.split()
                 found += local.endswith(f":{port:04X}") and state == "0A"
     return found
 

@@ -20,7 +20,7 @@ import sys
 from types import ModuleType
 from typing import Any
 
-from keyproof.server._startup import listen_error
+from keyproof.server._startup import address_family, listen_error
 
 __all__ = ["WorkerListener", "bind_reuse_port", "own_sockets_supported", "serve_workers"]
 
@@ -33,8 +33,7 @@ def own_sockets_supported() -> bool:
 
 def bind_reuse_port(host: str, port: int) -> socket.socket:
     """A TCP socket bound to ``host:port`` with ``SO_REUSEPORT``, not yet listening."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock = socket.socket(address_family(host), socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)

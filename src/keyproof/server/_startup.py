@@ -25,6 +25,7 @@ from keyproof.server.keys import KEY_FILE_NAME, KeySet
 from keyproof.stores import open_store
 
 __all__ = [
+    "address_family",
     "check_listen_address",
     "check_store",
     "existing_data_dir",
@@ -120,13 +121,17 @@ async def check_store(settings: Settings) -> None:
 def check_listen_address(host: str, port: int, setting: str) -> None:
     """Bind ``host:port`` once, as uvicorn will, so that a taken port is reported before
     the banner instead of in a log line after it."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
+    with socket.socket(address_family(host), socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:
             raise listen_error(exc, host, port, setting) from None
+
+
+def address_family(host: str) -> socket.AddressFamily:
+    """IPv6 for a host with a colon (an IPv6 address), as uvicorn decides; else IPv4."""
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
 def listen_error(exc: OSError, host: str, port: int, setting: str) -> ConfigurationError:
