@@ -71,7 +71,7 @@ async def test_redis_url_defaults() -> None:
     store = open_store("redis://127.0.0.1:6379/3")
     assert isinstance(store, RedisStore)
     assert store.prefix == DEFAULT_REDIS_PREFIX == "keyproof:"
-    pool = store._redis.connection_pool
+    pool = store._connections.pool
     assert isinstance(pool, BlockingConnectionPool)
     assert pool.connection_class is Connection
     kwargs = pool.connection_kwargs
@@ -89,7 +89,7 @@ async def test_redis_url_options_and_prefix() -> None:
     )
     assert isinstance(store, RedisStore)
     assert store.prefix == "tenant-a:kp:"
-    pool = store._redis.connection_pool
+    pool = store._connections.pool
     assert pool.connection_class is SSLConnection
     assert pool.max_connections == 7
     assert pool.connection_kwargs["socket_timeout"] == 0.5
