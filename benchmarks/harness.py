@@ -32,6 +32,7 @@ PACKAGES = (
     "uvloop",
     "httptools",
     "redis",
+    "hiredis",
     "asyncpg",
     "siwe",
     "eth-account",
