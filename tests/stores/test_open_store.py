@@ -129,6 +129,15 @@ def test_postgresql_without_its_extra_names_the_extra(monkeypatch: pytest.Monkey
         open_store("postgresql://127.0.0.1/auth")
 
 
+def test_redis_without_its_extra_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "hiredis", None)  # as if installed without the extra
+    monkeypatch.delitem(sys.modules, "keyproof.stores.redis", raising=False)
+    monkeypatch.delitem(sys.modules, "keyproof.stores._redis_connections", raising=False)
+    monkeypatch.delattr(keyproof.stores, "redis", raising=False)
+    with pytest.raises(ConfigurationError, match=r"keyproof\[redis\]"):
+        open_store("redis://127.0.0.1:6379/0")
+
+
 INVALID = {
     "empty": "",
     "no-scheme": "keyproof.db",

@@ -151,7 +151,10 @@ def _open_redis(url: str, clock: Clock) -> Store:
         raise _invalid("redis prefix must be 1-100 characters from A-Z a-z 0-9 _ . : / -")
     _check_redis_options(options)
     client_url = urlunsplit(parts._replace(query=urlencode(options), fragment=""))
-    from keyproof.stores.redis import RedisStore
+    try:
+        from keyproof.stores.redis import RedisStore
+    except ImportError:
+        raise _invalid("the redis store needs pip install 'keyproof[redis]'") from None
 
     return RedisStore(client_url, prefix=prefix)
 

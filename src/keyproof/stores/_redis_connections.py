@@ -7,7 +7,7 @@ one loop here, a ``GET`` through the client costs 150 to 200 µs of CPU time, th
 bare redis-py connection 70 to 120 µs; a login sends three commands. So the store
 takes the settings a ``BlockingConnectionPool`` parses from its URL (address, TLS,
 credentials, database, timeouts, health checks, limits) and keeps its own connections
-made from them:
+made from them, with commands packed by hiredis (redis-py parses replies with it too):
 
 - at most ``max_connections`` at once; a command waits up to the pool's ``timeout`` for
   one to come free, then fails with ``redis.TimeoutError``;
@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Final
 
+from hiredis import pack_command
 from redis.asyncio.connection import AbstractConnection, BlockingConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
@@ -66,10 +67,12 @@ class Connections:
             await connection.disconnect()
 
     async def _once(self, args: tuple[bytes | str | int, ...]) -> Any:
+        # In C (redis-py's asyncio packer is Python); hiredis's stub types a 1-tuple.
+        packed = pack_command(args)  # type: ignore[arg-type]
         await self._wait_for_slot()
         connection = self._idle.pop() if self._idle else self._new_connection()
         try:
-            await connection.send_command(*args)
+            await connection.send_packed_command(packed)
             return await connection.read_response()
         except BaseException:
             await connection.disconnect(nowait=True)
