@@ -32,7 +32,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 
 from keyproof.errors import ConfigurationError, Unavailable
-from keyproof.stores import DEFAULT_REDIS_PREFIX, check_ttl
+from keyproof.stores import DEFAULT_REDIS_PREFIX
 from keyproof.stores._redis_connections import Connections
 from keyproof.stores.base import Kind, Store
 from keyproof.stores.ops import Add, Get, Hit, Op, Outcome, Take, check_ops, outcome_of
@@ -125,7 +125,6 @@ class RedisStore(Store):
         return self._prefix
 
     async def add(self, kind: Kind, key: str, value: bytes, ttl: float) -> bool:
-        check_ttl(ttl)
         return bool((await self.batch([Add(kind, key, value, ttl)])).values[0])
 
     async def get(self, kind: Kind, key: str) -> bytes | None:
@@ -135,7 +134,6 @@ class RedisStore(Store):
         return (await self.batch([Take(kind, key)])).bytes_at(0)
 
     async def hit(self, kind: Kind, key: str, window: float) -> int:
-        check_ttl(window, "window")
         return int((await self.batch([Hit(kind, key, window)])).values[0])  # type: ignore[arg-type]
 
     async def batch(self, ops: Sequence[Op]) -> Outcome:
