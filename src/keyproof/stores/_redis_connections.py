@@ -70,16 +70,18 @@ class Connections:
         # In C (redis-py's asyncio packer is Python); hiredis's stub types a 1-tuple.
         packed = pack_command(args)  # type: ignore[arg-type]
         await self._wait_for_slot()
-        connection = self._idle.pop() if self._idle else self._new_connection()
         try:
-            await connection.send_packed_command(packed)
-            return await connection.read_response()
-        except BaseException:
-            await connection.disconnect(nowait=True)
-            raise
+            connection = self._idle.pop() if self._idle else self._new_connection()
+            try:
+                await connection.send_packed_command(packed)
+                return await connection.read_response()
+            except BaseException:
+                await connection.disconnect(nowait=True)
+                raise
+            finally:
+                await self._check_in(connection)
         finally:
             self._free.release()
-            await self._check_in(connection)
 
     def _new_connection(self) -> AbstractConnection:
         return self._pool.connection_class(**self._pool.connection_kwargs)
