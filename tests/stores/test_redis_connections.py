@@ -35,6 +35,13 @@ def _clients(redis_client: redis.Redis, name: str) -> list[dict[str, str]]:
     return [c for c in redis_client.client_list() if c["name"] == name]
 
 
+async def _until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition never held"
+        await asyncio.sleep(0.01)
+
+
 async def test_at_most_max_connections_are_opened(
     make_connections: MakeConnections, redis_client: redis.Redis
 ) -> None:
@@ -60,13 +67,15 @@ async def test_a_command_waits_for_a_free_connection_then_times_out(
 async def test_a_cancelled_command_never_hands_its_reply_to_the_next(
     make_connections: MakeConnections, redis_client: redis.Redis, redis_prefix: str
 ) -> None:
-    connections = make_connections(max_connections=1)
+    name = f"kp-{uuid.uuid4().hex[:8]}"
+    connections = make_connections(max_connections=1, client_name=name)
     key = f"{redis_prefix}list"
     waiting = asyncio.create_task(connections.execute("BLPOP", key, 5))
-    await asyncio.sleep(0.1)
+    await _until(lambda: any(c["cmd"] == "blpop" for c in _clients(redis_client, name)))
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
+    await _until(lambda: not _clients(redis_client, name))  # the server saw it go
     redis_client.rpush(key, b"meant for the cancelled caller")
     # The one connection was dropped: its pending BLPOP died with it.
     assert await connections.execute("PING") == b"PONG"
