@@ -11,6 +11,7 @@ import pytest
 import redis
 from redis.asyncio import BlockingConnectionPool
 
+from keyproof.stores import _redis_connections
 from keyproof.stores._redis_connections import Connections
 
 pytestmark = pytest.mark.redis
@@ -94,6 +95,28 @@ async def test_a_broken_connection_is_retried_once_on_a_fresh_one(
     assert await connections.execute("ECHO", "again") == b"again"
     (new,) = _clients(redis_client, name)
     assert new["id"] != old["id"]
+
+
+async def test_after_a_restart_the_retry_never_meets_another_dead_connection(
+    make_connections: MakeConnections,
+    redis_client: redis.Redis,
+    redis_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_redis_connections, "RETRY_DELAY", 0.3)
+    name = f"kp-{uuid.uuid4().hex[:8]}"
+    connections = make_connections(max_connections=3, client_name=name)
+    key = f"{redis_prefix}list"
+    await asyncio.gather(*(connections.execute("BLPOP", key, "0.05") for _ in range(3)))
+    for client in _clients(redis_client, name):  # as a restart of Redis would
+        redis_client.client_kill_filter(_id=client["id"])
+    first = asyncio.create_task(connections.execute("ECHO", "first"))
+    await asyncio.sleep(0.1)  # its first try failed; its retry waits
+    # Meanwhile another request takes the connection the first one put back.
+    second = asyncio.create_task(connections.execute("BLPOP", key, 1))
+    assert await first == b"first"
+    redis_client.rpush(key, b"x")
+    assert await second == [key.encode(), b"x"]
 
 
 async def test_an_error_reply_is_raised_and_the_connection_still_serves(

@@ -17,7 +17,10 @@ made from them, with commands packed by hiredis (redis-py parses replies with it
   the wrong caller;
 - a command that meets a broken connection (``redis.ConnectionError``) is sent once
   more, on a fresh connection, after ``RETRY_DELAY``; a timed-out one is not, since it
-  may have run. The store's module documentation says why a retry is safe.
+  may have run. The store's module documentation says why a retry is safe. The idle
+  connections are disconnected then too: after a restart of Redis every one of them is
+  dead, and redis-py's pool, which probed each connection it lent, never sent a
+  command on one.
 """
 
 from __future__ import annotations
@@ -56,6 +59,10 @@ class Connections:
         try:
             return await self._once(args)
         except RedisConnectionError:
+            # One broken connection mostly means all broke (a restart, a failover): the
+            # idle ones start afresh too, so the retry cannot meet another dead one.
+            for connection in self._idle:
+                await connection.disconnect(nowait=True)
             await asyncio.sleep(RETRY_DELAY)
             return await self._once(args)
 
