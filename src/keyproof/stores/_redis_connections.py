@@ -61,7 +61,7 @@ class Connections:
         except RedisConnectionError:
             # One broken connection mostly means all broke (a restart, a failover): the
             # idle ones start afresh too, so the retry cannot meet another dead one.
-            for connection in self._idle:
+            for connection in list(self._idle):
                 await connection.disconnect(nowait=True)
             await asyncio.sleep(RETRY_DELAY)
             return await self._once(args)
