@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,16 @@ from keyproof.testing import FrozenClock
 START = 1_800_000_000.0
 REPO = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("store_worker.py")
+
+
+async def until(
+    condition: Callable[[], bool], timeout: float = 10.0, what: str = "the condition"
+) -> None:
+    """Wait for ``condition``: work a store does in the background, or a server's view."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"still waiting for {what} after {timeout} s"
+        await asyncio.sleep(0.01)
 
 
 def worker_env() -> dict[str, str]:

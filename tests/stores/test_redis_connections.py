@@ -14,6 +14,8 @@ from redis.asyncio import BlockingConnectionPool
 from keyproof.stores import _redis_connections
 from keyproof.stores._redis_connections import Connections
 
+from .harness import until
+
 pytestmark = pytest.mark.redis
 MakeConnections = Callable[..., Connections]
 
@@ -34,13 +36,6 @@ async def make_connections(redis_url: str) -> AsyncIterator[MakeConnections]:
 
 def _clients(redis_client: redis.Redis, name: str) -> list[dict[str, str]]:
     return [c for c in redis_client.client_list() if c["name"] == name]
-
-
-async def _until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition never held"
-        await asyncio.sleep(0.01)
 
 
 async def test_at_most_max_connections_are_opened(
@@ -72,11 +67,11 @@ async def test_a_cancelled_command_never_hands_its_reply_to_the_next(
     connections = make_connections(max_connections=1, client_name=name)
     key = f"{redis_prefix}list"
     waiting = asyncio.create_task(connections.execute("BLPOP", key, 5))
-    await _until(lambda: any(c["cmd"] == "blpop" for c in _clients(redis_client, name)))
+    await until(lambda: any(c["cmd"] == "blpop" for c in _clients(redis_client, name)))
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
-    await _until(lambda: not _clients(redis_client, name))  # the server saw it go
+    await until(lambda: not _clients(redis_client, name))  # the server saw it go
     redis_client.rpush(key, b"meant for the cancelled caller")
     # The one connection was dropped: its pending BLPOP died with it.
     assert await connections.execute("PING") == b"PONG"

@@ -19,7 +19,7 @@ from keyproof.stores import sqlite as sqlite_store
 from keyproof.stores.base import Kind
 from keyproof.stores.sqlite import BUSY_RETRY_DELAYS, PURGE_BATCH, PURGE_EVERY, SqliteStore
 
-from .harness import START, WORKER, FrozenClock, worker_env
+from .harness import START, WORKER, FrozenClock, until, worker_env
 
 CHALLENGE = Kind.CHALLENGE
 
@@ -31,12 +31,9 @@ def rows(path: Path) -> int:
     return count
 
 
-async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait for the background purge: it runs on the store's thread, not awaited by writes."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the background purge did not finish"
-        await asyncio.sleep(0.01)
+async def until_purged(condition: Callable[[], bool]) -> None:
+    """The background purge runs on the store's thread, not awaited by writes."""
+    await until(condition, what="the background purge")
 
 
 @pytest.fixture
@@ -118,16 +115,16 @@ async def test_expired_rows_are_purged_in_bounded_batches(
     for i in range(expired):
         await store.add(CHALLENGE, f"old{i}", b"v", 1)
         writes += 1
-    await until(lambda: store._maintenance is None)  # runs before expiry purge nothing
+    await until_purged(lambda: store._maintenance is None)  # runs before expiry purge nothing
     clock.advance(2)
     assert rows(tmp_path / "store.db") == expired
     for _ in range(PURGE_EVERY - writes % PURGE_EVERY):
         await store.take(CHALLENGE, "absent")
-    await until(lambda: rows(tmp_path / "store.db") < expired)
+    await until_purged(lambda: rows(tmp_path / "store.db") < expired)
     assert rows(tmp_path / "store.db") == expired - PURGE_BATCH
     for _ in range(PURGE_EVERY):
         await store.take(CHALLENGE, "absent")
-    await until(lambda: rows(tmp_path / "store.db") == 0)
+    await until_purged(lambda: rows(tmp_path / "store.db") == 0)
 
 
 async def test_writes_do_not_wait_for_the_purge_and_it_catches_up(
@@ -136,7 +133,7 @@ async def test_writes_do_not_wait_for_the_purge_and_it_catches_up(
     for i in range(3 * PURGE_BATCH):
         await store.add(CHALLENGE, f"old{i}", b"v", 1)
     clock.advance(2)
-    await until(lambda: store._maintenance is None)
+    await until_purged(lambda: store._maintenance is None)
     writes_before = store._writes
     # The store's thread is held: a write that waited for the purge would never return.
     held = threading.Event()
@@ -148,7 +145,7 @@ async def test_writes_do_not_wait_for_the_purge_and_it_catches_up(
     finally:
         held.set()
     # The first run purges one batch; the two triggers that came meanwhile, one each.
-    await until(lambda: rows(tmp_path / "store.db") == 0)
+    await until_purged(lambda: rows(tmp_path / "store.db") == 0)
 
 
 async def test_purge_keeps_live_rows(
@@ -160,7 +157,7 @@ async def test_purge_keeps_live_rows(
     clock.advance(2)
     for _ in range(PURGE_EVERY):
         await store.take(CHALLENGE, "absent")
-    await until(lambda: rows(tmp_path / "store.db") == 1)
+    await until_purged(lambda: rows(tmp_path / "store.db") == 1)
     assert await store.count(CHALLENGE) == 1
     assert await store.get(CHALLENGE, "live") == b"v"
 
@@ -190,7 +187,7 @@ async def test_the_wal_starts_over_under_steady_writes(
     finally:
         stop.set()
         writer.join()
-    await until(lambda: store._maintenance is None)
+    await until_purged(lambda: store._maintenance is None)
     frame = 4096 + 24  # a page and its WAL frame header
     # Without the restart the log keeps every page written: about 7,000 frames here.
     assert Path(f"{path}-wal").stat().st_size < 3000 * frame
@@ -212,7 +209,7 @@ async def test_a_reader_that_pins_the_wal_stalls_writes_briefly(
             await store.add(CHALLENGE, f"n{i}", b"v" * 300, 3600)
             slowest = max(slowest, time.monotonic() - started)
             await asyncio.sleep(0)
-        await until(lambda: store._maintenance is None)
+        await until_purged(lambda: store._maintenance is None)
     finally:
         reader.execute("ROLLBACK")
         reader.close()
