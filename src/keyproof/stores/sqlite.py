@@ -73,6 +73,8 @@ logins a second, once every 2 to 3 seconds."""
 _RESTART_WAIT_MS: Final = 100
 """How long a restart waits for readers and writers of other connections; one that
 cannot start is tried again once as many more pages have been written."""
+_WAL_SWITCH_RETRY_DELAY: Final = 0.005
+"""Seconds between tries to switch a file to WAL while another connection holds it."""
 
 _T = TypeVar("_T")
 _log = logging.getLogger("keyproof.stores.sqlite")
@@ -282,8 +284,8 @@ class SqliteStore(Store):
         )
         try:
             conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
+            mode = _enter_wal(conn, self._busy_timeout_ms / 1000)
+            if mode.lower() != "wal":
                 raise sqlite3.OperationalError(f"journal_mode is {mode}, WAL is required")
             conn.execute(f"PRAGMA synchronous = {self._synchronous}")
             migrate(conn)
@@ -357,6 +359,23 @@ def _transaction(
             raise _Busy(exc) from exc
         raise
     return result
+
+
+def _enter_wal(conn: sqlite3.Connection, wait: float) -> str:
+    """Switch ``conn``'s file to WAL; the journal mode it then has.
+
+    Several processes opening one new file at once each hold a read lock while asking
+    for the write lock the switch needs; SQLite answers all but one with ``SQLITE_BUSY``
+    at once, without its busy handler (that wait could deadlock), so the retry is ours.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(_WAL_SWITCH_RETRY_DELAY)
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
