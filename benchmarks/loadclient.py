@@ -149,7 +149,7 @@ def drive(
     rate: float | None = None,
 ) -> dict[str, Any]:
     """Logins (or echo pairs) per second and their latencies, over ``seconds`` (bounded)."""
-    # The driver's own full collections (10 to 30 ms over its ~40k objects) would be
+    # The driver's own full collections (10 to 20 ms over its ~40k objects) would be
     # counted as the server's latency; a bounded run leaves little cyclic garbage.
     gc.collect()
     gc.disable()
