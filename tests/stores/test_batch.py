@@ -149,3 +149,13 @@ async def test_the_one_call_per_operation_default_means_the_same(backend: Backen
     assert await run_each(store, ops) == Outcome((1, True))
     assert await store.batch(ops) == Outcome((2,), refused=True)
     assert await run_each(store, ops) == Outcome((3,), refused=True)
+
+
+async def test_an_outcome_gives_each_value_only_as_its_own_type(backend: Backend) -> None:
+    outcome = await backend.store.batch(
+        [Add(CHALLENGE, "typed", b"v", 60), Hit(COUNTER, "typed", 60), Get(CHALLENGE, "typed")]
+    )
+    assert (outcome.count_at(1), outcome.bytes_at(2)) == (1, b"v")
+    for read, index in ((outcome.count_at, 0), (outcome.count_at, 2), (outcome.bytes_at, 1)):
+        with pytest.raises(TypeError):
+            read(index)

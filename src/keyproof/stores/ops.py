@@ -90,6 +90,12 @@ class Outcome(NamedTuple):
             return value
         raise TypeError(f"operation {index} does not return bytes")
 
+    def count_at(self, index: int) -> int:
+        value = self.values[index]
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise TypeError(f"operation {index} does not return a count")
+
 
 def check_ops(ops: Sequence[Op]) -> None:
     """Raise ``ValueError`` for a bad TTL or window anywhere, before anything runs."""

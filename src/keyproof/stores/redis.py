@@ -134,7 +134,7 @@ class RedisStore(Store):
         return (await self.batch([Take(kind, key)])).bytes_at(0)
 
     async def hit(self, kind: Kind, key: str, window: float) -> int:
-        return int((await self.batch([Hit(kind, key, window)])).values[0])  # type: ignore[arg-type]
+        return (await self.batch([Hit(kind, key, window)])).count_at(0)
 
     async def batch(self, ops: Sequence[Op]) -> Outcome:
         """The whole batch in one Lua script: one round trip, atomic on the server."""
