@@ -138,6 +138,31 @@ def test_the_query_and_fragment_of_the_uri_are_ignored():
     assert normalized_htu("HTTPS://Auth.Example.com") == "https://auth.example.com/"
 
 
+UNUSABLE_URIS = [
+    "not a url",
+    "mailto:someone",
+    "ftp://auth.example.com/v1/token",
+    "https://user:pass@auth.example.com/v1/token",
+    "https://user@auth.example.com/v1/token",
+    "http://[::1",
+    "/v1/token",
+]
+
+
+@pytest.mark.parametrize("uri", UNUSABLE_URIS)
+def test_unusable_uris_never_match_each_other(uri: str):
+    """Both sides unusable must not compare equal: each normalizes to nothing."""
+    holder = Holder()
+    for other in UNUSABLE_URIS:
+        assert "not an absolute http(s) URI" in refused(holder.proof(htu=other), url=uri)
+
+
+@pytest.mark.parametrize("uri", UNUSABLE_URIS)
+def test_a_proof_naming_an_unusable_uri_is_for_another_uri(uri: str):
+    holder = Holder()
+    assert "another URI" in refused(holder.proof(htu=uri))
+
+
 def test_proof_without_dpop_typ_is_refused():
     holder = Holder()
     assert refused(holder.proof(headers={"typ": "JWT"}))

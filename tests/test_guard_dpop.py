@@ -276,6 +276,27 @@ async def test_actions_verify_checks_the_proof_the_backend_received(env: GuardEn
 
 
 @pytest.mark.parametrize(
+    ("htu", "url"),
+    [
+        ("not a url", "also not a url"),
+        ("ftp://a/x", "mailto:b"),
+        ("http://u:p@a/x", "https://b@c/y"),
+    ],
+    ids=["unparseable", "not_http", "user_info"],
+)
+async def test_actions_verify_refuses_a_proof_when_neither_uri_is_usable(
+    env: GuardEnv, htu: str, url: str
+):
+    key = DPoPKey()
+    token = bound_token(env, key)
+    proof = key.proof("POST", htu, now=int(env.clock()), token=token)
+    body = {**action_body(env, None, token), "dpop": {"proof": proof, "method": "POST", "url": url}}
+    headers = {"Authorization": f"DPoP {token}"}
+    response = await env.issuer.post("/v1/actions/verify", json=body, headers=headers)
+    await refused(response, "invalid_dpop_proof")
+
+
+@pytest.mark.parametrize(
     "dpop_member",
     [{"proof": "x"}, {"proof": 1, "method": "POST", "url": "u"}, "x", []],
     ids=["missing_members", "not_strings", "a_string", "a_list"],

@@ -96,7 +96,10 @@ def verify_proof(
     claims = _claims(jws)
     if claims["htm"] != method:
         raise _invalid("the proof is for another method")
-    if normalized_htu(claims["htu"]) != normalized_htu(url):
+    target = normalized_htu(url)
+    if not target:
+        raise _invalid("the request URI is not an absolute http(s) URI without user info")
+    if normalized_htu(claims["htu"]) != target:
         raise _invalid("the proof is for another URI")
     if not now - MAX_AGE <= claims["iat"] <= now + MAX_FUTURE:
         raise _invalid("the proof is too old or from the future")
@@ -157,8 +160,9 @@ def normalized_htu(uri: str) -> str:
     """Scheme, host and path of ``uri``, normalized; the query and fragment dropped.
 
     Case of scheme and host folded, default port dropped, an empty path is ``/``
-    (RFC 3986 §6.2.2, §6.2.3). Anything unparseable normalizes to ``""``, which never
-    equals a request URI.
+    (RFC 3986 §6.2.2, §6.2.3). Anything unparseable, any other scheme and any user info
+    normalize to ``""``, which :func:`verify_proof` refuses as a request URI, so it never
+    matches.
     """
     try:
         parts = urllib.parse.urlsplit(uri)
