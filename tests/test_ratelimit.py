@@ -315,6 +315,19 @@ def _scope(peer: str, *headers: tuple[str, str]) -> dict[str, object]:
             "8.8.8.8",
         ),
         ((), "x-forwarded-for", _scope("::ffff:192.0.2.9"), "192.0.2.9"),
+        (
+            ("10.0.0.0/8",),
+            "x-forwarded-for",
+            _scope("10.0.0.1", ("X-Forwarded-For", "fe80::1%" + "a" * 5000)),
+            "fe80::1",
+        ),
+        (
+            ("10.0.0.0/8",),
+            "forwarded",
+            _scope("10.0.0.1", ("Forwarded", 'for="[fe80::1%' + "b" * 5000 + ']:443"')),
+            "fe80::1",
+        ),
+        ((), "x-forwarded-for", _scope("fe80::2%eth0"), "fe80::2"),
     ],
     ids=[
         "no_trusted_proxies",
@@ -328,6 +341,9 @@ def _scope(peer: str, *headers: tuple[str, str]) -> dict[str, object]:
         "other_header_ignored",
         "port_stripped",
         "ipv4_mapped",
+        "zone_of_forwarded_hop_dropped",
+        "zone_of_rfc7239_hop_dropped",
+        "zone_of_peer_dropped",
     ],
 )
 def test_client_ip_resolution(

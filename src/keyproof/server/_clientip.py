@@ -92,8 +92,13 @@ def _parse_ip(text: str) -> _Address | None:
         address = ipaddress.ip_address(text)
     except ValueError:
         return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped
+        if address.scope_id is not None:
+            # A zone names an interface of whoever saw the address, not the client, and
+            # is as long as the sender likes: the address alone names the client.
+            return ipaddress.IPv6Address(int(address))
     return address
 
 
