@@ -5,8 +5,11 @@ One ``keyproof serve`` on 127.0.0.1 for the module; its log is checked at the en
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import socket
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -123,6 +126,93 @@ def test_nesting_depth_limit_holds_in_every_encoding(encoding: str):
 def test_json_constants_that_are_not_json_are_refused(constant: str):
     with pytest.raises(InvalidRequest):
         _parse_object(f'{{"account": {constant}}}'.encode())
+
+
+# --- Requests the HTTP parser refuses, and protocol upgrades ------------------------------
+
+
+def _exchange(server: KeyproofServer, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """One raw request; the response, read until the server closes or its body is whole."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, f"closed without a response: {data!r}"
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        status_line, *lines = head.decode("latin-1").split("\r\n")
+        headers = {k.lower(): v.strip() for k, v in (x.split(":", 1) for x in lines)}
+        while len(body) < int(headers["content-length"]):
+            chunk = sock.recv(65536)
+            assert chunk, "closed inside the body"
+            body += chunk
+    return int(status_line.split()[1]), headers, body
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+        b"POST /v1/token HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked"
+        b"\r\n\r\n0\r\n\r\n",
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: \x0b\r\n\r\n",
+    ],
+    ids=["negative_length", "bad_chunk", "length_and_chunked", "http2_preface", "control_char"],
+)
+def test_what_the_parser_refuses_is_a_json_400(server: KeyproofServer, request_bytes: bytes):
+    status, headers, body = _exchange(server, request_bytes)
+    assert status == 400
+    assert headers["content-type"] == "application/json"
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["connection"] == "close"
+    assert json.loads(body)["reason"] == "invalid_http"
+
+
+def test_a_websocket_upgrade_is_served_as_plain_http(server: KeyproofServer):
+    status, headers, body = _exchange(
+        server,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    assert status == 200, body
+    assert "x-request-id" in headers  # answered by the app, through its edge
+
+
+# --- A client that leaves before its body arrives -----------------------------------------
+
+POST_ENDPOINTS = ["/v1/challenge", "/v1/token", "/v1/revoke", "/v1/actions/verify"]
+BASIC = base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+
+
+def _leave_mid_body(server: KeyproofServer, path: str, extra: str = "") -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}"
+            "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+            '{"mess'.encode()
+        )
+
+
+def _access_lines(server: KeyproofServer, path: str) -> list[dict[str, object]]:
+    lines = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+    return [x for x in lines if x.get("message") == "request" and x.get("path") == path]
+
+
+@pytest.mark.parametrize("path", [*POST_ENDPOINTS, "/v1/introspect"])
+def test_a_client_that_leaves_mid_body_is_logged_as_499_not_as_a_server_error(
+    server: KeyproofServer, path: str
+):
+    before = len(_access_lines(server, path))
+    extra = f"Authorization: Basic {BASIC}\r\n" if path == "/v1/introspect" else ""
+    _leave_mid_body(server, path, extra)
+    deadline = time.monotonic() + 10
+    while len(_access_lines(server, path)) == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    logged = _access_lines(server, path)[before:]
+    assert [line["status"] for line in logged] == [499]
 
 
 def test_every_hostile_request_was_answered_below_500_without_a_traceback(

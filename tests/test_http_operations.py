@@ -152,6 +152,8 @@ def test_metrics_port_serves_metrics_there_and_not_on_the_public_port(
         ({"metrics_port": 9100, "workers": 2}, "use it with workers = 1"),
         ({"metrics_port": 70000}, "metrics_port must be 0 (off) or 1..65535"),
         ({"header_timeout": 0}, "header_timeout must be 1..300 seconds"),
+        ({"max_header_bytes": 1023}, "max_header_bytes must be 1 KiB..1 MiB"),
+        ({"max_header_bytes": (1 << 20) + 1}, "max_header_bytes must be 1 KiB..1 MiB"),
         ({"body_timeout": 301}, "body_timeout must be 1..300 seconds"),
         ({"max_connections": 0}, "max_connections must be 1..100000"),
     ],

@@ -1,5 +1,6 @@
 """Slow clients cannot hold a real server: late headers and late bodies are cut off with
-``408`` and the connection closed, and connections beyond ``max_connections`` are refused.
+``408`` and the connection closed, headers beyond ``max_header_bytes`` are refused with
+``431``, and connections beyond ``max_connections`` are refused.
 
 Raw sockets against ``keyproof serve`` on 127.0.0.1. Every socket read is bounded by
 ``READ_BOUND``, far beyond the deadlines under test: a server that never cuts a slow
@@ -24,6 +25,7 @@ READ_BOUND = 15.0
 HALF_OPEN = 40
 TIMEOUTS = {"KEYPROOF_HEADER_TIMEOUT": "1", "KEYPROOF_BODY_TIMEOUT": "1"}
 ACCOUNT = "eip155:1:0xd8da6bf26964af9d7eed9e03e53415d37aa96045"
+MAX_HEADER_BYTES = 16 * 1024  # the default
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +120,63 @@ def test_a_client_within_the_deadlines_is_served(server: KeyproofServer):
         status, headers, _ = read_response(sock)
     assert status == 201
     assert headers["cache-control"] == "no-store"
+
+
+def assert_too_large(sock: socket.socket) -> None:
+    status, headers, body = read_response(sock)
+    assert status == 431
+    assert headers["connection"] == "close"
+    assert headers["x-content-type-options"] == "nosniff"
+    error = json.loads(body)
+    assert error["reason"] == "headers_too_large"
+    assert str(MAX_HEADER_BYTES) in error["error_description"]
+    assert_closed(sock)
+
+
+def test_headers_over_the_cap_are_refused(server: KeyproofServer):
+    with connect(server) as sock:
+        sock.sendall(HEAD + b"x-big: " + b"a" * MAX_HEADER_BYTES + b"\r\n\r\n")
+        assert_too_large(sock)
+
+
+def test_a_header_that_grows_past_the_cap_piece_by_piece_is_refused(server: KeyproofServer):
+    """The pieces each fit; their sum does not. The header never ends: the cap, not the
+    deadline, ends it."""
+    with connect(server) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nx-big: ")
+        for _ in range(MAX_HEADER_BYTES // 4096 + 1):
+            time.sleep(0.02)
+            sock.sendall(b"a" * 4096)
+        assert_too_large(sock)
+    assert httpx.get(f"{server.url}/healthz", timeout=READ_BOUND).status_code == 200
+
+
+def test_headers_just_under_the_cap_with_their_body_in_one_write_are_served(
+    server: KeyproofServer,
+):
+    body = json.dumps({"account": ACCOUNT}).encode()
+    head = HEAD + b"content-length: %d\r\n" % len(body)
+    padding = MAX_HEADER_BYTES - len(head) - len(b"x-pad: \r\n\r\n")
+    request = head + b"x-pad: " + b"a" * padding + b"\r\n\r\n"
+    assert len(request) == MAX_HEADER_BYTES
+    with connect(server) as sock:
+        sock.sendall(request + body)
+        status, _, response = read_response(sock)
+    assert status == 201, response
+    assert json.loads(response)["account"].lower() == ACCOUNT
+
+
+def test_the_cap_applies_again_to_the_next_request_on_a_kept_alive_connection(
+    server: KeyproofServer,
+):
+    with connect(server) as sock:
+        for _ in range(3):  # together over the cap, each well under it
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nx-pad: ")
+            sock.sendall(b"a" * (MAX_HEADER_BYTES // 2) + b"\r\n\r\n")
+            assert read_response(sock)[0] == 200
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nx-big: ")
+        sock.sendall(b"a" * MAX_HEADER_BYTES + b"\r\n\r\n")
+        assert_too_large(sock)
 
 
 def test_connections_beyond_the_cap_are_refused_until_slow_ones_are_cut(tmp_path: Path, server_log):

@@ -15,7 +15,8 @@ Hierarchy::
     │   ├── UnsupportedGrantType        a token request's grant_type is not served
     │   ├── RequestTimeout      408     the body did not arrive within body_timeout
     │   ├── PayloadTooLarge     413
-    │   └── UnsupportedMediaType 415
+    │   ├── UnsupportedMediaType 415
+    │   └── HeadersTooLarge     431     the request line and headers exceed max_header_bytes
     ├── ProofRejected           401     the proof was well-formed but does not hold
     │   ├── BindingMismatch             a field differs from what the challenge bound
     │   ├── OutsideValidity             time window check failed
@@ -52,6 +53,7 @@ __all__ = [
     "ConfigurationError",
     "DPoPNonceRequired",
     "DPoPProofInvalid",
+    "HeadersTooLarge",
     "InsufficientScope",
     "InvalidAccount",
     "InvalidAction",
@@ -110,7 +112,9 @@ class KeyproofError(Exception):
 class InvalidRequest(KeyproofError):
     def __init__(
         self,
-        code: Literal["invalid_json", "invalid_field", "missing_field", "not_supported"],
+        code: Literal[
+            "invalid_json", "invalid_field", "missing_field", "not_supported", "invalid_http"
+        ],
         description: str,
     ) -> None:
         super().__init__(code, description)
@@ -184,6 +188,13 @@ class UnsupportedMediaType(InvalidRequest):
     status = 415
 
     def __init__(self, code: Literal["unsupported_media_type"], description: str) -> None:
+        KeyproofError.__init__(self, code, description)
+
+
+class HeadersTooLarge(InvalidRequest):
+    status = 431
+
+    def __init__(self, code: Literal["headers_too_large"], description: str) -> None:
         KeyproofError.__init__(self, code, description)
 
 

@@ -6,7 +6,9 @@ in the log context; a CORS preflight answered, when configured (:mod:`._cors`); 
 deadline on ``receive`` (:class:`~keyproof.server._slowclients.BodyDeadline`). On the
 response start: ``Connection: close`` after a late body, the CORS labels of a browser
 endpoint, ``X-Content-Type-Options: nosniff`` (:mod:`._headers`) and ``X-Request-ID``.
-When the request ends, however it ends: one access line and one metrics observation.
+When the request ends, however it ends: one access line and one metrics observation; a
+client that left before its body arrived is logged with ``499`` (as nginx does), not as
+a server error, since no one is left to answer.
 
 One layer instead of one per concern: each layer wraps ``send`` and copies every
 response-start message again, and that showed in profiles of small requests.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keyproof.server._cors import Cors, label, preflight
@@ -28,6 +31,7 @@ from keyproof.server._slowclients import BodyDeadline
 __all__ = ["EdgeMiddleware"]
 
 _REPLACED = frozenset({NOSNIFF[0], REQUEST_ID_HEADER})
+CLIENT_CLOSED_REQUEST = 499
 
 
 class EdgeMiddleware:
@@ -84,6 +88,8 @@ class EdgeMiddleware:
                     status = 204
                     return
             await self.app(scope, body.receive, send_edge)
+        except ClientDisconnect:
+            status = CLIENT_CLOSED_REQUEST
         finally:
             seconds = time.perf_counter() - started
             self._log_access(scope, request_id, status, seconds)

@@ -8,6 +8,10 @@ long as it likes (github.com/encode/uvicorn/issues/157). keyproof adds two deadl
   ``header_timeout`` seconds of the connection opening, or of the first byte of the
   next request on a kept-alive connection. Past it the connection is answered ``408``
   and closed; the app never sees the request.
+  The request line and headers are also capped at ``max_header_bytes``: past it the
+  connection is answered ``431`` and closed, before the parser holds any more of them
+  (httptools has no cap of its own, and joins a long header's pieces one by one).
+  What the parser refuses is answered ``400 invalid_http`` in the same JSON shape.
 - :class:`BodyDeadline`: the body must arrive within ``body_timeout``
   seconds of the headers. Past it the request fails with ``408 request_timeout`` and
   the connection is closed.
@@ -26,19 +30,17 @@ from starlette.types import Message, Receive
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from keyproof._httpio import error_body
-from keyproof.errors import RequestTimeout
+from keyproof.errors import HeadersTooLarge, InvalidRequest, KeyproofError, RequestTimeout
 from keyproof.server._transport import CoalescingTransport
 
 __all__ = ["BodyDeadline", "HeaderDeadlineProtocol"]
 
 
-def _request_timeout_response(header_timeout: float) -> bytes:
-    error = RequestTimeout(
-        "request_timeout", f"the request headers did not arrive within {header_timeout:g} s"
-    )
+def _closing_response(error: KeyproofError, reason: str) -> bytes:
+    """An error response written by the protocol itself, before any app sees the request."""
     body = json.dumps(error_body(error), separators=(",", ":")).encode()
     head = (
-        "HTTP/1.1 408 Request Timeout\r\n"
+        f"HTTP/1.1 {error.status} {reason}\r\n"
         "content-type: application/json\r\n"
         f"content-length: {len(body)}\r\n"
         "x-content-type-options: nosniff\r\n"
@@ -49,18 +51,41 @@ def _request_timeout_response(header_timeout: float) -> bytes:
 
 
 class HeaderDeadlineProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a deadline on the request line and headers,
-    writing through a :class:`~keyproof.server._transport.CoalescingTransport`."""
+    """uvicorn's httptools protocol with a deadline and a size cap on the request line
+    and headers, writing through a
+    :class:`~keyproof.server._transport.CoalescingTransport`."""
 
-    def __init__(self, *args: Any, header_timeout: float, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, header_timeout: float, max_header_bytes: int, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.header_timeout = header_timeout
+        self.max_header_bytes = max_header_bytes
         self._deadline: asyncio.TimerHandle | None = None
+        self._header_bytes = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         coalescing = CoalescingTransport(transport, self.loop)
         super().connection_made(cast(asyncio.Transport, coalescing))
         self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        if self._deadline is None:  # not in a request line or headers
+            super().data_received(data)
+            return
+        room = self.max_header_bytes - self._header_bytes
+        self._header_bytes += len(data)
+        if len(data) <= room:
+            super().data_received(data)
+            return
+        if room > 0:  # headers that end within the cap complete here; the rest is body
+            super().data_received(data[:room])
+        if self.transport.is_closing():
+            return
+        if self._deadline is not None:
+            self._refuse(_closing_response(self._too_large(), "Request Header Fields Too Large"))
+            return
+        super().data_received(data[room:])
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -76,6 +101,7 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def _arm(self) -> None:
+        self._header_bytes = 0
         self._deadline = self.loop.call_later(self.header_timeout, self._headers_too_slow)
 
     def _disarm(self) -> None:
@@ -87,9 +113,33 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         self._deadline = None
         if self.transport.is_closing():
             return
-        # A pipelined request may still be answering: then close without a 408 of our own.
+        within = f"{self.header_timeout:g} s"
+        error = RequestTimeout(
+            "request_timeout", f"the request headers did not arrive within {within}"
+        )
+        self._refuse(_closing_response(error, "Request Timeout"))
+
+    def send_400_response(self, msg: str) -> None:
+        """What the parser refuses, answered in the shape of every other error."""
+        error = InvalidRequest("invalid_http", "the request is not valid HTTP/1.1")
+        self._disarm()
+        self.transport.write(_closing_response(error, "Bad Request"))
+        self.transport.close()
+
+    def _unsupported_upgrade_warning(self) -> None:
+        """keyproof speaks no other protocol: an ``Upgrade`` request is served as HTTP."""
+
+    def _too_large(self) -> HeadersTooLarge:
+        return HeadersTooLarge(
+            "headers_too_large",
+            f"the request line and headers exceed {self.max_header_bytes} bytes",
+        )
+
+    def _refuse(self, response: bytes) -> None:
+        self._disarm()
+        # A pipelined request may still be answering: then close without a response of ours.
         if self.cycle is None or self.cycle.response_complete:
-            self.transport.write(_request_timeout_response(self.header_timeout))
+            self.transport.write(response)
         self.transport.close()
 
 

@@ -179,8 +179,13 @@ def serve(settings: Settings) -> int:
         "server_header": False,
         "access_log": False,
         "log_config": uvicorn_log_config(settings.log_level),
-        "http": functools.partial(HeaderDeadlineProtocol, header_timeout=settings.header_timeout),
+        "http": functools.partial(
+            HeaderDeadlineProtocol,
+            header_timeout=settings.header_timeout,
+            max_header_bytes=settings.max_header_bytes,
+        ),
         "limit_concurrency": settings.max_connections,
+        "ws": "none",  # no WebSocket endpoint: an Upgrade request is served as plain HTTP
     }
     if settings.workers == 1:
         uvicorn.run(create_app(settings), **options)

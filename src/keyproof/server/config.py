@@ -73,7 +73,7 @@ SESSION_INT_SETTINGS = frozenset({"session_ttl", "session_idle_ttl"})
 BOOL_SETTINGS = frozenset({"dpop_nonce"})
 MAX_SESSION_TTL = 30 * 86400
 OPERATION_INT_SETTINGS = frozenset(
-    {"header_timeout", "body_timeout", "max_connections", "metrics_port"}
+    {"header_timeout", "max_header_bytes", "body_timeout", "max_connections", "metrics_port"}
 )
 
 
@@ -114,6 +114,7 @@ class Settings:
     introspection_clients: Mapping[str, str] = field(default_factory=dict, repr=False)
     # Operations: slow clients are cut off, and /metrics may move to a private listener.
     header_timeout: int = 10
+    max_header_bytes: int = 16 * 1024
     body_timeout: int = 10
     max_connections: int = 1000
     metrics_host: str = "127.0.0.1"
@@ -224,6 +225,7 @@ class Settings:
 
     def _validate_operations(self) -> None:
         _require(1 <= self.header_timeout <= 300, "header_timeout must be 1..300 seconds")
+        _require(1024 <= self.max_header_bytes <= 1 << 20, "max_header_bytes must be 1 KiB..1 MiB")
         _require(1 <= self.body_timeout <= 300, "body_timeout must be 1..300 seconds")
         _require(1 <= self.max_connections <= 100_000, "max_connections must be 1..100000")
         _require(0 <= self.metrics_port <= 65535, "metrics_port must be 0 (off) or 1..65535")
