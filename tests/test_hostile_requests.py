@@ -72,6 +72,22 @@ def test_control_basic_credentials_that_match_are_accepted(client: httpx.Client)
 # --- JSON bodies are UTF-8 (RFC 8259 §8.1) ------------------------------------------------
 
 
+def test_two_sets_of_basic_credentials_are_invalid_client(client: httpx.Client):
+    """Even when the first of them is right: which one counts is not for the server to
+    guess (``/v1/actions/verify`` refuses two Authorization headers as well)."""
+    good = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+    bad = "Basic " + base64.b64encode(f"{CLIENT_ID}:wrong".encode()).decode()
+    for pair in ([good, bad], [good, good]):
+        response = client.post(
+            "/v1/introspect",
+            data={"token": "x"},
+            headers=[("Authorization", value) for value in pair],
+        )
+        assert _reason(response) == (401, "invalid_client")
+    single = client.post("/v1/introspect", data={"token": "x"}, headers={"Authorization": good})
+    assert single.status_code == 200
+
+
 def _json_requests(account: str) -> list[tuple[str, dict[str, object]]]:
     return [
         ("/v1/challenge", {"account": account}),

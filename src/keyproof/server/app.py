@@ -188,7 +188,9 @@ class Endpoints:
     async def introspect(self, request: Request) -> Response:
         clients = self.components.introspection_clients
         try:
-            clients.authenticate(request.headers.get("authorization"))
+            # Two sets of credentials name no one client: refused as none.
+            presented = request.headers.getlist("authorization")
+            clients.authenticate(presented[0] if len(presented) == 1 else None)
         except ClientAuthenticationFailed as exc:
             return _challenged(request, exc, 'Basic realm="keyproof introspection"')
         body = await read_form_or_json(request, self.settings.max_body_bytes)
