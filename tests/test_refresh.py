@@ -161,6 +161,28 @@ async def test_refresh_after_the_absolute_lifetime_is_refused(issuer: Issuer):
     )
 
 
+async def test_no_access_token_of_a_session_outlives_it(issuer: Issuer):
+    key, body = await signed_in(issuer)
+    started = claims_of(body["access_token"])["iat"]
+    assert isinstance(started, int)
+    session_end = started + issuer.settings.session_ttl
+    idle = issuer.settings.session_idle_ttl
+    lifetimes = []
+    for _ in range(issuer.settings.session_ttl // (idle - 60) + 1):
+        issuer.clock.advance(idle - 60)
+        response = await issuer.refresh(body["refresh_token"], key)
+        if response.status_code != 200:
+            break
+        body = response.json()
+        claims = claims_of(body["access_token"])
+        assert claims["exp"] <= session_end
+        assert body["expires_in"] == claims["exp"] - claims["iat"]  # type: ignore[operator]
+        lifetimes.append(body["expires_in"])
+    assert reason(response) == (400, "session_expired")
+    assert lifetimes[0] == issuer.settings.token_ttl
+    assert lifetimes[-1] < issuer.settings.token_ttl, "the last one ends with the session"
+
+
 async def test_refresh_proof_replay_is_refused(issuer: Issuer):
     key, first = await signed_in(issuer)
     from session_env import TOKEN_URL

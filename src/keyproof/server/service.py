@@ -396,6 +396,10 @@ class Service:
         scopes: tuple[str, ...],
         session: SessionRecord | None = None,
     ) -> AccessToken:
+        now = int(self._clock())
+        lifetime = self._config.policy.lifetime(scopes, self._config.token_ttl)
+        if session is not None:  # no token of a session outlives it (checked live: > now)
+            lifetime = min(lifetime, session.expires_at - now)
         return mint_access_token(
             self._keys.current(),
             issuer=self._config.issuer,
@@ -403,8 +407,8 @@ class Service:
             audience=audience,
             scope=" ".join(scopes),
             client_id=account_id,
-            lifetime=self._config.policy.lifetime(scopes, self._config.token_ttl),
-            now=int(self._clock()),
+            lifetime=lifetime,
+            now=now,
             jkt=session.jkt if session else None,
             sid=session.sid if session else None,
         )
