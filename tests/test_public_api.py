@@ -116,6 +116,7 @@ EXPORTS: dict[str, list[str]] = {
         "ConfigurationError",
         "DPoPNonceRequired",
         "DPoPProofInvalid",
+        "HeadersTooLarge",
         "InsufficientScope",
         "InvalidAccount",
         "InvalidAction",
