@@ -21,6 +21,7 @@ from keyproof.testing import KeyproofServer
 
 from conftest import SERVER_LOGS
 from test_guard import CLIENT_ID, CLIENT_SECRET
+from test_slow_clients import read_response
 from wallets import EthWallet
 
 ENCODINGS = ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"]
@@ -148,22 +149,9 @@ def test_json_constants_that_are_not_json_are_refused(constant: str):
 
 
 def _exchange(server: KeyproofServer, request: bytes) -> tuple[int, dict[str, str], bytes]:
-    """One raw request; the response, read until the server closes or its body is whole."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(request)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(65536)
-            assert chunk, f"closed without a response: {data!r}"
-            data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        status_line, *lines = head.decode("latin-1").split("\r\n")
-        headers = {k.lower(): v.strip() for k, v in (x.split(":", 1) for x in lines)}
-        while len(body) < int(headers["content-length"]):
-            chunk = sock.recv(65536)
-            assert chunk, "closed inside the body"
-            body += chunk
-    return int(status_line.split()[1]), headers, body
+        return read_response(sock)
 
 
 @pytest.mark.parametrize(

@@ -66,15 +66,20 @@ def assert_closed(sock: socket.socket) -> None:
         assert sock.recv(1) == b""
 
 
-def assert_cut_off(sock: socket.socket, phase: str) -> None:
-    status, headers, body = read_response(sock)
-    assert status == 408
+def assert_refused(sock: socket.socket, status: int, reason: str, says: str) -> None:
+    """A JSON error ``status``/``reason`` whose description holds ``says``, then close."""
+    answered, headers, body = read_response(sock)
+    assert answered == status
     assert headers["connection"] == "close"
     assert headers["x-content-type-options"] == "nosniff"
     error = json.loads(body)
-    assert error["reason"] == "request_timeout"
-    assert phase in error["error_description"]
+    assert error["reason"] == reason
+    assert says in error["error_description"]
     assert_closed(sock)
+
+
+def assert_cut_off(sock: socket.socket, phase: str) -> None:
+    assert_refused(sock, 408, "request_timeout", phase)
 
 
 HEAD = b"POST /v1/challenge HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\n"
@@ -123,14 +128,7 @@ def test_a_client_within_the_deadlines_is_served(server: KeyproofServer):
 
 
 def assert_too_large(sock: socket.socket) -> None:
-    status, headers, body = read_response(sock)
-    assert status == 431
-    assert headers["connection"] == "close"
-    assert headers["x-content-type-options"] == "nosniff"
-    error = json.loads(body)
-    assert error["reason"] == "headers_too_large"
-    assert str(MAX_HEADER_BYTES) in error["error_description"]
-    assert_closed(sock)
+    assert_refused(sock, 431, "headers_too_large", str(MAX_HEADER_BYTES))
 
 
 def test_headers_over_the_cap_are_refused(server: KeyproofServer):

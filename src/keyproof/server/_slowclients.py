@@ -70,7 +70,10 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         self._arm()
 
     def data_received(self, data: bytes) -> None:
-        if self._deadline is None:  # not in a request line or headers
+        if self._deadline is None:
+            # Not in a request line or headers. A read that begins the next request on a
+            # kept-alive connection is fed whole, so its headers may pass the cap by at
+            # most one read before the count, started at their first byte, refuses them.
             super().data_received(data)
             return
         room = self.max_header_bytes - self._header_bytes
