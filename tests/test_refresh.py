@@ -96,6 +96,16 @@ async def test_refresh_after_revocation_is_refused(issuer: Issuer, hint: str | N
     assert await issuer.store.count(Kind.SESSION_REVOKED) == 1
 
 
+async def test_revoking_a_rotated_refresh_token_ends_the_session(issuer: Issuer):
+    """A client logging out with a token another of its tasks already rotated."""
+    key, first = await signed_in(issuer)
+    second = (await issuer.refresh(first["refresh_token"], key)).json()
+    revoked = await issuer.client.post("/v1/revoke", data={"token": first["refresh_token"]})
+    assert (revoked.status_code, revoked.json()) == (200, {})
+    assert reason(await issuer.refresh(second["refresh_token"], key)) == (400, "session_revoked")
+    assert (await issuer.introspect(second["access_token"])) == {"active": False}
+
+
 async def test_revoking_an_access_token_leaves_its_session(issuer: Issuer):
     key, first = await signed_in(issuer)
     await issuer.client.post("/v1/revoke", data={"token": first["access_token"]})

@@ -115,11 +115,8 @@ class Sessions:
         return SessionRecord.decode(data)
 
     async def _unknown(self, refresh_token: str) -> RefreshRejected:
-        tombstone = await self._store.get(Kind.REFRESH_USED, _digest(refresh_token))
-        if tombstone is None:
+        if not await self._revoke_rotated(_digest(refresh_token)):
             return RefreshRejected("refresh_token_invalid", "unknown or expired refresh token")
-        sid, expires_at = tombstone.decode().split(" ")
-        await self.revoke(sid, int(expires_at))
         return RefreshRejected(
             "refresh_token_reused", "this refresh token was already used: the session ended"
         )
@@ -149,14 +146,27 @@ class Sessions:
         await self._store.add(Kind.SESSION_REVOKED, sid, b"1", self._remaining(expires_at))
 
     async def revoke_token(self, refresh_token: str) -> bool:
-        """End the session of a live ``refresh_token``; False if it is not one."""
+        """End the session of ``refresh_token``, live or already rotated; False if it is
+        neither. A rotated one counts: a client whose token another tab or task rotated
+        still logs out, and presenting it to refresh would end the session anyway."""
         if REFRESH_TOKEN_PATTERN.fullmatch(refresh_token) is None:
             return False
-        data = await self._store.take(Kind.REFRESH, _digest(refresh_token))
-        if data is None:
+        key = _digest(refresh_token)
+        data = await self._store.take(Kind.REFRESH, key)
+        if data is not None:
+            record = SessionRecord.decode(data)
+            await self.revoke(record.sid, record.expires_at)
+            return True
+        return await self._revoke_rotated(key)
+
+    async def _revoke_rotated(self, key: str) -> bool:
+        """End the session of the rotated refresh token whose digest is ``key``; False if
+        no tombstone names it."""
+        tombstone = await self._store.get(Kind.REFRESH_USED, key)
+        if tombstone is None:
             return False
-        record = SessionRecord.decode(data)
-        await self.revoke(record.sid, record.expires_at)
+        sid, expires_at = tombstone.decode().split(" ")
+        await self.revoke(sid, int(expires_at))
         return True
 
     async def is_revoked(self, sid: str) -> bool:
