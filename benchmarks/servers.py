@@ -4,7 +4,8 @@ keyproof runs as shipped (``keyproof serve``, uvloop) with its rate limits raise
 settings so that one load generator on one IP is not refused: every check still runs,
 the counters are still written, only the thresholds are high. The echo and resource
 apps, and the minimal login app (``benchmarks.minimal_login``), run with uvicorn's same
-loop and HTTP parser, access log off.
+loop and HTTP parser, access log off, and with several workers each on a socket of its
+own, as keyproof's (``benchmarks.workers``).
 """
 
 from __future__ import annotations
@@ -101,29 +102,21 @@ def app(
     module: str = "benchmarks.apps",
 ) -> Iterator[ServerProcess]:
     """``module``'s ASGI app ``name`` (by default one of ``benchmarks.apps``) under uvicorn
-    (uvloop, httptools)."""
+    (uvloop, httptools), its workers on sockets of their own as keyproof's
+    (``benchmarks.workers``)."""
     port = free_port()
     command = [
         sys.executable,
         "-m",
-        "uvicorn",
+        "benchmarks.workers",
         f"{module}:{name}",
-        "--app-dir",
-        str(ROOT),
-        "--host",
-        "127.0.0.1",
-        "--port",
         str(port),
-        "--workers",
         str(workers),
-        "--loop",
-        "uvloop",
-        "--http",
-        "httptools",
-        "--no-access-log",
-        "--log-level",
-        "warning",
     ]
+    env = {
+        **(env or {}),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
     log = Path(tempfile.mkdtemp(prefix="keyproof-bench-")) / f"{name}.log"
     with ServerProcess(command, url=f"http://127.0.0.1:{port}", log_path=log, env=env) as server:
         yield server

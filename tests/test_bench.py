@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from benchmarks import servers
+
+from test_workers import wait_for_listeners
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -152,3 +155,11 @@ def test_readme_table_is_generated_from_the_json(run: tuple[dict[str, Any], Path
         if headline["informational"]:  # no target: the row claims nothing
             [line] = [x for x in block.splitlines() if x.startswith(f"| {headline['path']} |")]
             assert line.endswith("| none (informational) | — |"), line
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a socket per worker is Linux's")
+def test_baseline_apps_place_their_workers_as_keyproof_does():
+    # With uvicorn's one shared socket a burst of connections may all reach one worker,
+    # and a two-worker baseline would be measured on one: each worker listens on its own.
+    with servers.app("echo", 2) as echo:
+        wait_for_listeners(servers.port_of(echo), 2)

@@ -45,7 +45,7 @@ def _listening_sockets(port: int) -> int:
     return found
 
 
-def _wait_for_listeners(port: int, count: int) -> None:
+def wait_for_listeners(port: int, count: int) -> None:
     deadline = time.monotonic() + 30
     while _listening_sockets(port) < count:
         if time.monotonic() > deadline:
@@ -96,13 +96,13 @@ def test_connections_opened_at_once_spread_over_every_worker(tmp_path: Path, ser
     with server:
         server_log.append(server.log_path)
         port = int(server.url.rsplit(":", 1)[1])
-        _wait_for_listeners(port, WORKERS)  # a socket of its own per worker, each started
+        wait_for_listeners(port, WORKERS)  # a socket of its own per worker, each started
         _burst(port, "first")
         time.sleep(0.2)  # the access lines of the burst written
         victim = next(iter(_requests_per_worker(server.log(), "first")))
         os.kill(victim, signal.SIGKILL)
         _wait_until_gone(victim)
-        _wait_for_listeners(port, WORKERS)  # its replacement, on a socket of its own
+        wait_for_listeners(port, WORKERS)  # its replacement, on a socket of its own
         _burst(port, "after-restart")
     log = server.log()  # read once the server has stopped
     _assert_spread(_requests_per_worker(log, "first"))
