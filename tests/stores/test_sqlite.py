@@ -22,6 +22,7 @@ from keyproof.stores.sqlite import BUSY_RETRY_DELAYS, PURGE_BATCH, PURGE_EVERY, 
 from .harness import START, WORKER, FrozenClock, until, worker_env
 
 CHALLENGE = Kind.CHALLENGE
+WAL_FRAME_HEADER = 24  # https://sqlite.org/fileformat.html#wal_file_format
 
 
 def rows(path: Path) -> int:
@@ -69,6 +70,19 @@ async def test_uses_wal_and_the_documented_schema(store: SqliteStore, tmp_path: 
     conn.close()
     assert "WITHOUT ROWID" in table_sql[0]
     assert index == ("entries",)
+
+
+async def test_a_hit_on_a_live_counter_writes_one_page(store: SqliteStore, tmp_path: Path) -> None:
+    # The counter's row only: its expiry stays, so its entry in the expiry index is
+    # not rewritten (a second page in the WAL on every hit).
+    await store.hit(Kind.COUNTER, "c", 60)
+    wal = tmp_path / "store.db-wal"
+    before = wal.stat().st_size
+    assert await store.hit(Kind.COUNTER, "c", 60) == 2
+    with sqlite3.connect(tmp_path / "store.db") as conn:
+        page: int = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.close()
+    assert wal.stat().st_size - before == WAL_FRAME_HEADER + page
 
 
 @pytest.mark.parametrize(("synchronous", "level"), [("normal", 1), ("full", 2)])

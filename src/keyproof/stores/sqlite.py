@@ -1,8 +1,9 @@
 """Embedded durable store on one SQLite file (``sqlite:///path/keyproof.db``).
 
-Several worker processes on one host may share the file. Every operation is a single
-SQL statement, so SQLite's write lock makes it atomic across processes: ``take`` is
-``DELETE … RETURNING``, ``add`` and ``hit`` are one upsert each.
+Several worker processes on one host may share the file. Every write runs in a
+transaction that holds SQLite's write lock, so it is atomic across processes: ``take``
+is ``DELETE … RETURNING``, ``add`` one upsert, and ``hit`` an update of the live counter
+or, when there is none, an upsert that starts it at 1.
 
 Durability. The database runs in WAL mode with ``synchronous=NORMAL`` by default: a
 commit has reached the operating system before the call returns, so a process crash
@@ -92,13 +93,15 @@ _TAKE = (
     "DELETE FROM entries WHERE kind = :kind AND key = :key AND expires_at > :now"
     " RETURNING CAST(value AS BLOB)"
 )
-# Every SET expression reads the row as it was before the update.
-_HIT = (
+# A live counter's expiry stays as it is: setting it, even to itself, rewrites its entry
+# in the expiry index, one more page for the WAL on every hit.
+_HIT_LIVE = (
+    "UPDATE entries SET value = value + 1"
+    " WHERE kind = :kind AND key = :key AND expires_at > :now RETURNING value"
+)
+_HIT_NEW = (
     "INSERT INTO entries (kind, key, value, expires_at) VALUES (:kind, :key, 1, :expires)"
-    " ON CONFLICT (kind, key) DO UPDATE SET"
-    " value = CASE WHEN entries.expires_at <= :now THEN 1 ELSE entries.value + 1 END,"
-    " expires_at = CASE WHEN entries.expires_at <= :now"
-    " THEN excluded.expires_at ELSE entries.expires_at END"
+    " ON CONFLICT (kind, key) DO UPDATE SET value = 1, expires_at = excluded.expires_at"
     " RETURNING value"
 )
 _COUNT = "SELECT count(*) FROM entries WHERE kind = :kind AND expires_at > :now"
@@ -423,9 +426,14 @@ class _Steps:
         return bytes(rows[0][0]) if rows else None
 
     def hit(self, kind: Kind, key: str, window: float) -> int:
+        """The live counter incremented, else (absent or expired) one started at 1; the
+        transaction holds the write lock, so nothing comes between the two statements."""
         now = self.now
-        params = {"kind": kind.value, "key": key, "expires": now + window, "now": now}
-        return int(_execute(self.conn, _HIT, params)[0][0])
+        params = {"kind": kind.value, "key": key, "now": now}
+        rows = _execute(self.conn, _HIT_LIVE, params)
+        if not rows:
+            rows = _execute(self.conn, _HIT_NEW, {**params, "expires": now + window})
+        return int(rows[0][0])
 
     def count(self, kind: Kind) -> int:
         return int(_execute(self.conn, _COUNT, {"kind": kind.value, "now": self.now})[0][0])
