@@ -24,7 +24,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keyproof.server._cors import Cors, label, preflight
 from keyproof.server._headers import NOSNIFF
-from keyproof.server._logs import REQUEST_ID, REQUEST_ID_HEADER, log_access, new_request_id
+from keyproof.server._logs import (
+    REQUEST_ID,
+    REQUEST_ID_HEADER,
+    access_log_enabled,
+    log_access,
+    new_request_id,
+)
 from keyproof.server._metrics import Metrics
 from keyproof.server._slowclients import BodyDeadline
 
@@ -92,7 +98,8 @@ class EdgeMiddleware:
             status = CLIENT_CLOSED_REQUEST
         finally:
             seconds = time.perf_counter() - started
-            self._log_access(scope, request_id, status, seconds)
+            if access_log_enabled():
+                self._log_access(scope, request_id, status, seconds)
             self._metrics.observe_request(scope, status, seconds)
             REQUEST_ID.reset(token)
 

@@ -7,12 +7,15 @@ from typing import Any
 
 __all__ = ["decode_fields", "encode_fields"]
 
+# One encoder for every record: ``json.dumps`` with separators would build one each call.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
+
 
 def encode_fields(record: Any) -> bytes:
     """A slotted dataclass's fields as compact JSON (tuples become lists)."""
     # Not dataclasses.asdict: it deep-copies every field, three times the cost here.
     fields = {name: getattr(record, name) for name in record.__slots__}
-    return json.dumps(fields, separators=(",", ":")).encode()
+    return _COMPACT_JSON.encode(fields).encode()
 
 
 def decode_fields(data: bytes) -> dict[str, Any]:

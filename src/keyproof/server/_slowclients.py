@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any, cast
 
 from starlette.types import Message, Receive
@@ -157,12 +158,14 @@ class BodyDeadline:
     :class:`~keyproof.server._edge.EdgeMiddleware`.
     """
 
-    __slots__ = ("_deadline", "_receive", "_timeout", "body_complete", "timed_out")
+    __slots__ = ("_receive", "_started", "_timeout", "body_complete", "timed_out")
 
     def __init__(self, receive: Receive, timeout: float) -> None:
         self._receive = receive
         self._timeout = timeout
-        self._deadline = asyncio.get_running_loop().time() + timeout
+        # Not the loop's clock: asking for the running loop costs a getpid() system
+        # call, and most requests never wait for their body.
+        self._started = time.monotonic()
         self.body_complete = False
         self.timed_out = False
 
@@ -174,7 +177,7 @@ class BodyDeadline:
             self.body_complete = True
             return message
         try:
-            async with asyncio.timeout_at(self._deadline):
+            async with asyncio.timeout(self._timeout - (time.monotonic() - self._started)):
                 message = await self._receive()
         except TimeoutError:
             self.timed_out = True

@@ -27,7 +27,7 @@ import stat
 import threading
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from keyproof._time import Clock, log_time
 from keyproof.server._logs import current_request_id
@@ -39,6 +39,8 @@ AUDIT_FILE_NAME = "audit.jsonl"
 ROTATION_CHECK_SECONDS = 1.0
 Outcome = Literal["success", "refused"]
 _log = logging.getLogger("keyproof.server.audit")
+# One encoder for every line: ``json.dumps`` with separators would build one each call.
+_COMPACT_JSON: Final = json.JSONEncoder(separators=(",", ":"))
 
 
 class AuditLog:
@@ -82,7 +84,7 @@ class AuditLog:
             entry["jti_sha256"] = digest(jti)
         if action_id is not None:
             entry["action_id_sha256"] = digest(action_id)
-        self._append(json.dumps(entry, separators=(",", ":")).encode("utf-8") + b"\n")
+        self._append(_COMPACT_JSON.encode(entry).encode("utf-8") + b"\n")
 
     def close(self) -> None:
         with self._lock:
