@@ -21,6 +21,7 @@ machine, not the server, was the limit) and taken by the hypervisor (``steal_per
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 import time
@@ -29,7 +30,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks import servers, wrk
+from benchmarks import servers, timeshare, wrk
 from benchmarks.apps import SCOPE
 from benchmarks.harness import cpu_shares, cpu_times
 from benchmarks.loadclient import drive
@@ -176,6 +177,9 @@ def _store_rows(plan: Plan, echo: ServerProcess, store: str, workers: int) -> It
         login = Comparison("login", "logins/s", login_sides)
         challenge_row = _row(challenge, measure(challenge, plan), store=store, workers=workers)
         login_row = _row(login, measure(login, plan), store=store, workers=workers)
+        if store in MINIMAL_LOGIN_STORES and workers == 1:
+            apps = {"keyproof": server, MINIMAL_LOGIN: minimal}
+            login_row["timeshare"] = _timeshares(plan, login_row, apps)
         echo_wrk = challenge_row["baselines"][0]
         login_row["baselines"].append(
             {
@@ -188,6 +192,28 @@ def _store_rows(plan: Plan, echo: ServerProcess, store: str, workers: int) -> It
         )
         yield challenge_row
         yield login_row
+
+
+def _timeshares(plan: Plan, row: dict[str, Any], apps: dict[str, ServerProcess]) -> Any:
+    """Where each login app's server CPU goes at peak (``benchmarks.timeshare``), in µs
+    per login: the sampled shares times the CPU per login of the unsampled runs."""
+    peaks = {"keyproof": row["keyproof"]["peak"]}
+    peaks.update((base["name"], base["peak"]) for base in row["baselines"])
+    seconds = plan.seconds + 1
+    result: dict[str, Any] = {}
+    for name, app in apps.items():
+        assert app.process is not None
+        load = functools.partial(_driver(app, echo=False), seconds, None)
+        try:
+            shares, _ = timeshare.sample(app.process.pid, seconds, load)
+        except RuntimeError as exc:
+            return {"skipped": str(exc)}
+        cpu = peaks[name]["server_cpu_us_per_login"]
+        shares["us_per_login"] = {
+            part: round(percent * cpu / 100, 1) for part, percent in shares["percent"].items()
+        }
+        result[name] = shares
+    return result
 
 
 def _guard_rows(plan: Plan, workers: int) -> Iterator[Any]:

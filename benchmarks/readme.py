@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.report import headlines
+from benchmarks.timeshare import PARTS
 
 BEGIN = "<!-- benchmarks:begin (python -m benchmarks.readme; do not edit by hand) -->"
 END = "<!-- benchmarks:end -->"
@@ -42,7 +43,36 @@ def table(report: dict[str, Any]) -> str:
         f"| {INFORMATIONAL if h.informational else MET[h.met]} |"
         for h in headlines(report)
     ]
-    return "\n".join(lines)
+    return "\n".join(lines + _timeshare_table(report))
+
+
+def _timeshare_table(report: dict[str, Any]) -> list[str]:
+    """Where each login app's server CPU goes, per part, from the login rows' samples."""
+    columns: list[tuple[str, dict[str, Any]]] = []
+    for row in report["http"]:
+        for name, side in row.get("timeshare", {}).items():
+            if name != "skipped":
+                app = "keyproof" if name == "keyproof" else "minimal app"
+                columns.append((f"{app}, {row['store']}", side))
+    if not columns:
+        return []
+    samples = ", ".join(str(side["samples"]) for _, side in columns)
+    lines = [
+        "",
+        "Where the server's CPU time per login goes at peak, one worker, in µs: each part's "
+        "share of `py-spy record --native` samples of the server (" + samples + " samples) "
+        "times its CPU time per login above (`benchmarks/timeshare.py` says what each part "
+        "holds).",
+        "",
+        "| part | " + " | ".join(title for title, _ in columns) + " |",
+        "|---" * (len(columns) + 1) + "|",
+    ]
+    for part in PARTS:
+        cells = [f"{side['us_per_login'][part]:.0f}" for _, side in columns]
+        lines.append(f"| {part} | " + " | ".join(cells) + " |")
+    totals = [f"{sum(side['us_per_login'].values()):.0f}" for _, side in columns]
+    lines.append("| all | " + " | ".join(totals) + " |")
+    return lines
 
 
 def _steal(report: dict[str, Any]) -> str:

@@ -131,6 +131,32 @@ def test_http_cases_with_wrk(run: tuple[dict[str, Any], Path]):
     assert cpu["informational"] and cpu["keyproof"].endswith(" µs")
 
 
+def test_where_a_login_s_server_time_goes(run: tuple[dict[str, Any], Path]):
+    if not WRK:
+        pytest.skip("wrk is not installed (apt-get install wrk)")
+    report, _ = run
+    [login] = [r for r in report["http"] if (r["case"], r["store"]) == ("login", "sqlite")]
+    sides = login["timeshare"]
+    if "skipped" in sides:
+        if os.environ.get("KEYPROOF_REQUIRE_PROFILER") == "1":
+            pytest.fail(f"{sides['skipped']}, and KEYPROOF_REQUIRE_PROFILER=1", pytrace=False)
+        pytest.skip(sides["skipped"])
+    assert set(sides) == {"keyproof", MINIMAL_LOGIN}
+    for name, side in sides.items():
+        assert side["samples"] > 0
+        assert 99 <= sum(side["percent"].values()) <= 101
+        cpu = (login["keyproof"] if name == "keyproof" else _minimal(login))["peak"]
+        spent = sum(side["us_per_login"].values())
+        assert abs(spent - cpu["server_cpu_us_per_login"]) <= 0.02 * spent + 1
+    # keyproof's own modules are sampled as its own Python; the minimal app's as its own.
+    assert sides["keyproof"]["percent"]["app's own Python"] > 0
+    assert sides[MINIMAL_LOGIN]["percent"]["app's own Python"] > 0
+
+
+def _minimal(login: dict[str, Any]) -> Any:
+    return next(base for base in login["baselines"] if base["name"] == MINIMAL_LOGIN)
+
+
 def test_readme_table_is_generated_from_the_json(run: tuple[dict[str, Any], Path], tmp_path: Path):
     report, output = run
     text = README.read_text()
@@ -150,6 +176,9 @@ def test_readme_table_is_generated_from_the_json(run: tuple[dict[str, Any], Path
     assert "| path | keyproof | baseline | ratio | spread | target | met |" in block
     assert "quick mode" in block
     assert f"the hypervisor took {report['steal_percent']}% of the CPU time" in block
+    if any("keyproof" in row.get("timeshare", {}) for row in report["http"]):
+        assert "| part | keyproof, sqlite | minimal app, sqlite |" in block
+        assert "| app's own Python | " in block and "| all | " in block
     for headline in report["headlines"]:
         assert f"| {headline['path']} |" in block
         if headline["informational"]:  # no target: the row claims nothing
