@@ -12,6 +12,11 @@ Each comparison pairs a keyproof side with a baseline side loaded by the same cl
 - ``guard``: ``GET /profile`` behind ``keyproof.guard`` against the same route behind a
   minimal PyJWT backend, the same token (wrk).
 
+With one worker, the login rows also say where the server's CPU time goes
+(``benchmarks.timeshare``: keyproof and the minimal login app, SQLite and Redis) and, on
+SQLite, what the filesystem adds to the half-peak latency: two new servers, one with
+its files in the temporary directory and one on tmpfs, alternating at one rate.
+
 Sides alternate run by run (A, B, A, B, ...). Peak rounds first; then as many rounds
 with each side at half of its own median peak rate, where its p50/p99 are what a user
 sees short of saturation. ``speed_ratio`` is keyproof's rate / the baseline's. Each run
@@ -28,18 +33,21 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from benchmarks import servers, timeshare, wrk
 from benchmarks.apps import SCOPE
 from benchmarks.harness import cpu_shares, cpu_times
 from benchmarks.loadclient import drive
+from benchmarks.report import ON_DISK, ON_TMPFS
 from keyproof.testing import ServerProcess
 
 Run = Callable[[float, float | None], dict[str, Any]]
 CHALLENGE_BODY = json.dumps({"account": "eip155:1:0xd8da6bf26964af9d7eed9e03e53415d37aa96045"})
 MINIMAL_LOGIN = "minimal login app, same store"
 MINIMAL_LOGIN_STORES = ("sqlite", "redis")
+TMPFS = Path("/dev/shm")
 
 
 @dataclass(frozen=True)
@@ -180,6 +188,8 @@ def _store_rows(plan: Plan, echo: ServerProcess, store: str, workers: int) -> It
         if store in MINIMAL_LOGIN_STORES and workers == 1:
             apps = {"keyproof": server, MINIMAL_LOGIN: minimal}
             login_row["timeshare"] = _timeshares(plan, login_row, apps)
+        if store == "sqlite" and workers == 1:
+            login_row["files"] = _files_on_tmpfs(plan, login_row["keyproof"]["peak"]["rate"] / 2)
         echo_wrk = challenge_row["baselines"][0]
         login_row["baselines"].append(
             {
@@ -214,6 +224,39 @@ def _timeshares(plan: Plan, row: dict[str, Any], apps: dict[str, ServerProcess])
         }
         result[name] = shares
     return result
+
+
+def _files_on_tmpfs(plan: Plan, rate: float) -> dict[str, Any]:
+    """Half-peak logins of two new SQLite servers, alike but for where their files are
+    (the system's temporary directory, and tmpfs), alternating at one rate: what the
+    filesystem adds to the latency."""
+    if not TMPFS.is_dir():
+        return {"skipped": f"no tmpfs at {TMPFS}"}
+    with (
+        servers.keyproof("sqlite", 1) as on_disk,
+        servers.keyproof("sqlite", 1, parent=TMPFS) as in_memory,
+    ):
+        sides = {ON_DISK: _driver(on_disk, False), ON_TMPFS: _driver(in_memory, False)}
+        for run in sides.values():
+            run(max(plan.warmup, 1), None)
+        rounds = _rounds(sides, plan, dict.fromkeys(sides, rate))
+        places = {ON_DISK: on_disk.data_dir, ON_TMPFS: in_memory.data_dir}
+    return {
+        name: {**_median(samples), "filesystem": _filesystem(places[name])}
+        for name, samples in rounds.items()
+    }
+
+
+def _filesystem(path: Path) -> str | None:
+    """The type of the filesystem ``path`` is on (Linux's ``/proc/mounts``)."""
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return None
+    found = {fields[1]: fields[2] for fields in (line.split() for line in mounts)}
+    resolved = str(path.resolve())
+    under = [m for m in found if resolved == m or resolved.startswith(m.rstrip("/") + "/")]
+    return found[max(under, key=len)] if under else None
 
 
 def _guard_rows(plan: Plan, workers: int) -> Iterator[Any]:

@@ -49,9 +49,11 @@ def _config(directory: Path) -> Path:
 
 
 @contextmanager
-def keyproof(store: str, workers: int) -> Iterator[KeyproofServer]:
-    """``keyproof serve`` on ``store`` with ``workers`` processes; its state removed after."""
-    directory = Path(tempfile.mkdtemp(prefix="keyproof-bench-"))
+def keyproof(store: str, workers: int, parent: Path | None = None) -> Iterator[KeyproofServer]:
+    """``keyproof serve`` on ``store`` with ``workers`` processes, its files (an SQLite
+    database, keys, audit log) in a new directory under ``parent`` (the system's
+    temporary directory by default); its state removed after."""
+    directory = Path(tempfile.mkdtemp(prefix="keyproof-bench-", dir=parent))
     tag = uuid.uuid4().hex[:12]
     args = [
         "--workers",

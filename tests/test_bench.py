@@ -153,6 +153,24 @@ def test_where_a_login_s_server_time_goes(run: tuple[dict[str, Any], Path]):
     assert sides[MINIMAL_LOGIN]["percent"]["app's own Python"] > 0
 
 
+def test_half_peak_logins_with_files_on_tmpfs_and_on_disk(run: tuple[dict[str, Any], Path]):
+    if not WRK:
+        pytest.skip("wrk is not installed (apt-get install wrk)")
+    report, _ = run
+    [login] = [r for r in report["http"] if (r["case"], r["store"]) == ("login", "sqlite")]
+    files = login["files"]
+    if "skipped" in files:
+        assert not Path("/dev/shm").is_dir(), files
+        pytest.skip(files["skipped"])
+    assert files["files on tmpfs"]["filesystem"] == "tmpfs"
+    assert files["files on disk"]["filesystem"]
+    for side in files.values():
+        assert side["failures"] == 0 and side["rate"] > 0
+        assert side["p99_ms"] >= side["p50_ms"] > 0
+    [row] = [h for h in report["headlines"] if h["path"].endswith("files on tmpfs")]
+    assert row["informational"] and row["keyproof"].endswith(" ms")
+
+
 def _minimal(login: dict[str, Any]) -> Any:
     return next(base for base in login["baselines"] if base["name"] == MINIMAL_LOGIN)
 
