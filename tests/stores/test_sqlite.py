@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import stat
 import subprocess
@@ -176,12 +177,9 @@ async def test_purge_keeps_live_rows(
     assert await store.get(CHALLENGE, "live") == b"v"
 
 
-async def test_the_wal_starts_over_under_steady_writes(
-    store: SqliteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Another writer keeps the log busy: a passive checkpoint alone never sees it idle.
-    monkeypatch.setattr(sqlite_store, "WAL_RESTART_FRAMES", 64)
-    path = tmp_path / "store.db"
+async def steady_writes(store: SqliteStore, path: Path) -> None:
+    """The store's writes while another writer keeps the log busy: a passive checkpoint
+    alone never sees it idle."""
     stop = threading.Event()
 
     def other_writer() -> None:
@@ -204,9 +202,58 @@ async def test_the_wal_starts_over_under_steady_writes(
         stop.set()
         writer.join()
     await until_purged(lambda: store._maintenance is None)
+
+
+async def test_the_wal_starts_over_under_steady_writes(
+    store: SqliteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_store, "WAL_RESTART_FRAMES", 64)
+    path = tmp_path / "store.db"
+    await steady_writes(store, path)
     frame = 4096 + 24  # a page and its WAL frame header
     # Without the restart the log keeps every page written: about 7,000 frames here.
     assert Path(f"{path}-wal").stat().st_size < 3000 * frame
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/fd")
+async def test_the_database_file_is_flushed_before_the_log_starts_over(
+    store: SqliteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The restart syncs the file while the store's writes wait: the pages copied since
+    # the last restart are flushed just before, while they go on, so that wait is short.
+    monkeypatch.setattr(sqlite_store, "WAL_RESTART_FRAMES", 64)
+    path = tmp_path / "store.db"
+    events: list[str] = []
+    flush, restart = os.fdatasync, SqliteStore._restart_now
+
+    def watched_flush(fd: int) -> None:
+        if Path(f"/proc/self/fd/{fd}").resolve() == path.resolve():
+            events.append("flush")
+        flush(fd)
+
+    def watched_restart(self: SqliteStore) -> bool:
+        events.append("restart")
+        return restart(self)
+
+    monkeypatch.setattr(os, "fdatasync", watched_flush)
+    monkeypatch.setattr(SqliteStore, "_restart_now", watched_restart)
+    await steady_writes(store, path)
+    assert events.count("restart") >= 1
+    assert all(events[i - 1] == "flush" for i, e in enumerate(events) if e == "restart"), events
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/fd")
+async def test_closing_the_store_releases_every_descriptor_of_its_file(tmp_path: Path) -> None:
+    path = (tmp_path / "store.db").resolve()
+
+    def descriptors() -> int:
+        return sum(entry.resolve() == path for entry in Path("/proc/self/fd").iterdir())
+
+    store = SqliteStore(path)
+    await store.add(CHALLENGE, "n1", b"v", 60)  # both connections open
+    assert descriptors() >= 3  # the two connections' and the one kept for flushing
+    await store.close()
+    assert descriptors() == 0
 
 
 async def test_a_reader_that_pins_the_wal_stalls_writes_briefly(
