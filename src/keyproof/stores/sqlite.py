@@ -311,8 +311,8 @@ class SqliteStore(Store):
         The restart's checkpoint syncs the file while this store's transactions wait;
         under steady writes the passive checkpoints never complete, so no sync has come
         since the last restart, and that wait was the whole flush of every page copied
-        meanwhile (15 to 20 ms at a few thousand logins in, on ext4; 2 to 4 ms after
-        this flush). Best effort: the restart's own sync still makes it durable.
+        meanwhile (on ext4, 15 to 20 ms with some 50,000 entries; 2 to 8 ms after this
+        flush). Best effort: the restart's own sync still makes it durable.
         """
         if self._file is None:
             return
