@@ -131,11 +131,15 @@ def test_http_cases_with_wrk(run: tuple[dict[str, Any], Path]):
     assert cpu["informational"] and cpu["keyproof"].endswith(" µs")
 
 
-def test_where_a_login_s_server_time_goes(run: tuple[dict[str, Any], Path]):
+def _sqlite_login(run: tuple[dict[str, Any], Path]) -> Any:
+    """The report's SQLite login row (skipped where wrk is missing: no HTTP cases)."""
     if not WRK:
         pytest.skip("wrk is not installed (apt-get install wrk)")
-    report, _ = run
-    [login] = [r for r in report["http"] if (r["case"], r["store"]) == ("login", "sqlite")]
+    return next(r for r in run[0]["http"] if (r["case"], r["store"]) == ("login", "sqlite"))
+
+
+def test_where_a_login_s_server_time_goes(run: tuple[dict[str, Any], Path]):
+    login = _sqlite_login(run)
     sides = login["timeshare"]
     if "skipped" in sides:
         if os.environ.get("KEYPROOF_REQUIRE_PROFILER") == "1":
@@ -154,11 +158,7 @@ def test_where_a_login_s_server_time_goes(run: tuple[dict[str, Any], Path]):
 
 
 def test_half_peak_logins_with_files_on_tmpfs_and_on_disk(run: tuple[dict[str, Any], Path]):
-    if not WRK:
-        pytest.skip("wrk is not installed (apt-get install wrk)")
-    report, _ = run
-    [login] = [r for r in report["http"] if (r["case"], r["store"]) == ("login", "sqlite")]
-    files = login["files"]
+    files = _sqlite_login(run)["files"]
     if "skipped" in files:
         assert not Path("/dev/shm").is_dir(), files
         pytest.skip(files["skipped"])
@@ -167,7 +167,7 @@ def test_half_peak_logins_with_files_on_tmpfs_and_on_disk(run: tuple[dict[str, A
     for side in files.values():
         assert side["failures"] == 0 and side["rate"] > 0
         assert side["p99_ms"] >= side["p50_ms"] > 0
-    [row] = [h for h in report["headlines"] if h["path"].endswith("files on tmpfs")]
+    [row] = [h for h in run[0]["headlines"] if h["path"].endswith("files on tmpfs")]
     assert row["informational"] and row["keyproof"].endswith(" ms")
 
 

@@ -1,4 +1,5 @@
-"""Strict JSON for untrusted bytes: request bodies and token segments.
+"""Strict JSON for untrusted bytes (request bodies and token segments), and the compact
+encoding of what keyproof writes itself (:func:`dumps_compact`).
 
 Refused, each as ``ValueError`` for the caller to turn into its own error:
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["MAX_JSON_DEPTH", "NestedTooDeeply", "loads_strict"]
+__all__ = ["MAX_JSON_DEPTH", "NestedTooDeeply", "dumps_compact", "loads_strict"]
 
 MAX_JSON_DEPTH = 8
 
@@ -51,6 +52,13 @@ def _no_constant(name: str) -> Any:
 
 # One decoder for every call: ``json.loads`` with hooks would build a new one each time.
 _DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
+# One encoder for every call: ``json.dumps`` with separators would build one each time.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
+def dumps_compact(value: Any) -> str:
+    """``value`` as JSON with no spaces, non-ASCII escaped (audit lines, JWS segments)."""
+    return _COMPACT.encode(value)
 
 
 def _nesting_depth(text: str) -> int:

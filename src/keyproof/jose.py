@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -37,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from nacl.signing import SigningKey as NaclSigningKey
 
-from keyproof._json import loads_strict
+from keyproof._json import dumps_compact, loads_strict
 from keyproof.crypto import ed25519
 from keyproof.crypto.encoding import (
     encode_base64url,
@@ -176,16 +175,12 @@ def public_jwk(key: PublicKey) -> dict[str, str]:
 def jwk_thumbprint(key: PublicKey) -> str:
     """RFC 7638: SHA-256 of the required members in lexicographic order, base64url."""
     # public_jwk lists the members in lexicographic order already.
-    canonical = _COMPACT_JSON.encode(public_jwk(key))
+    canonical = dumps_compact(public_jwk(key))
     return encode_base64url(hashlib.sha256(canonical.encode("ascii")).digest())
 
 
 def _segment(value: Mapping[str, Any]) -> str:
-    return encode_base64url(_COMPACT_JSON.encode(value).encode("utf-8"))
-
-
-# One encoder for every segment: ``json.dumps`` with separators would build one each call.
-_COMPACT_JSON: Final = json.JSONEncoder(separators=(",", ":"))
+    return encode_base64url(dumps_compact(value).encode("utf-8"))
 
 
 def _coordinate(value: Any) -> bytes:

@@ -5,17 +5,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["decode_fields", "encode_fields"]
+from keyproof._json import dumps_compact
 
-# One encoder for every record: ``json.dumps`` with separators would build one each call.
-_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
+__all__ = ["decode_fields", "encode_fields"]
 
 
 def encode_fields(record: Any) -> bytes:
     """A slotted dataclass's fields as compact JSON (tuples become lists)."""
     # Not dataclasses.asdict: it deep-copies every field, three times the cost here.
     fields = {name: getattr(record, name) for name in record.__slots__}
-    return _COMPACT_JSON.encode(fields).encode()
+    return dumps_compact(fields).encode()
 
 
 def decode_fields(data: bytes) -> dict[str, Any]:

@@ -20,15 +20,15 @@ it on ``SIGHUP``) closes the file at once. ``copytruncate`` is not needed.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import stat
 import threading
 import time
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
+from keyproof._json import dumps_compact
 from keyproof._time import Clock, log_time
 from keyproof.server._logs import current_request_id
 from keyproof.server._ratelimit import digest
@@ -39,8 +39,6 @@ AUDIT_FILE_NAME = "audit.jsonl"
 ROTATION_CHECK_SECONDS = 1.0
 Outcome = Literal["success", "refused"]
 _log = logging.getLogger("keyproof.server.audit")
-# One encoder for every line: ``json.dumps`` with separators would build one each call.
-_COMPACT_JSON: Final = json.JSONEncoder(separators=(",", ":"))
 
 
 class AuditLog:
@@ -84,7 +82,7 @@ class AuditLog:
             entry["jti_sha256"] = digest(jti)
         if action_id is not None:
             entry["action_id_sha256"] = digest(action_id)
-        self._append(_COMPACT_JSON.encode(entry).encode("utf-8") + b"\n")
+        self._append(dumps_compact(entry).encode("utf-8") + b"\n")
 
     def close(self) -> None:
         with self._lock:
