@@ -215,7 +215,7 @@ def _timeshares(plan: Plan, row: dict[str, Any], apps: dict[str, ServerProcess])
         assert app.process is not None
         load = functools.partial(_driver(app, echo=False), seconds, None)
         try:
-            shares, _ = timeshare.sample(app.process.pid, seconds, load)
+            shares = timeshare.sample(app.process.pid, seconds, load)
         except RuntimeError as exc:
             return {"skipped": str(exc)}
         cpu = peaks[name]["server_cpu_us_per_login"]

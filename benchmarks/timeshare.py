@@ -121,9 +121,9 @@ def shares(lines: Iterable[str]) -> tuple[dict[str, float], int]:
     return {part: round(100 * counts[part] / total, 1) for part in PARTS}, total
 
 
-def sample(pid: int, seconds: float, during: Callable[[], Any]) -> tuple[dict[str, Any], Any]:
-    """Sample process ``pid`` for ``seconds`` while ``during()`` runs (the load); the shares
-    and ``during``'s result. Raises ``RuntimeError`` with py-spy's reason on failure."""
+def sample(pid: int, seconds: float, during: Callable[[], object] = lambda: None) -> Any:
+    """Each part's share of samples of process ``pid`` over ``seconds``, while ``during()``
+    runs (the load). Raises ``RuntimeError`` with py-spy's reason on failure."""
     spy = available()
     if spy is None:
         raise RuntimeError("py-spy is not installed (pip install py-spy)")
@@ -135,7 +135,7 @@ def sample(pid: int, seconds: float, during: Callable[[], Any]) -> tuple[dict[st
         with subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
         ) as sampler:
-            result = during()
+            during()
             try:
                 _, errors = sampler.communicate(timeout=seconds + 30)
             except subprocess.TimeoutExpired:
@@ -145,7 +145,7 @@ def sample(pid: int, seconds: float, during: Callable[[], Any]) -> tuple[dict[st
             reason = " ".join(errors.split())[-300:] or f"exit status {sampler.returncode}"
             raise RuntimeError(f"py-spy failed: {reason}")
         percent, samples = shares(output.read_text().splitlines())
-    return {"percent": percent, "samples": samples, "rate": RATE}, result
+    return {"percent": percent, "samples": samples, "rate": RATE}
 
 
 def _is_python(frame: str) -> bool:

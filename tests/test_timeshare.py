@@ -66,7 +66,7 @@ def profiler() -> None:
 def _attach_failure() -> str | None:
     with _busy("while True: pass") as child:
         try:
-            timeshare.sample(child.pid, 1, lambda: None)
+            timeshare.sample(child.pid, 1)
         except RuntimeError as exc:
             return str(exc)
     return None
@@ -86,7 +86,7 @@ def _busy(code: str) -> Iterator[subprocess.Popen[bytes]]:
 @pytest.mark.parametrize("part", list(WORK))
 def test_samples_of_known_work_land_in_its_part(profiler: None, part: str):
     with _busy(WORK[part]) as child:
-        shares, _ = timeshare.sample(child.pid, SECONDS, lambda: None)
+        shares = timeshare.sample(child.pid, SECONDS)
     assert shares["samples"] >= 50, shares
     assert set(shares["percent"]) == set(timeshare.PARTS)
     assert 99 <= sum(shares["percent"].values()) <= 101
@@ -97,4 +97,4 @@ def test_a_failure_to_attach_is_an_error_with_py_spy_reason(profiler: None):
     finished = subprocess.Popen([sys.executable, "-c", "pass"])
     finished.wait(timeout=10)  # its pid names no process now
     with pytest.raises(RuntimeError, match="py-spy failed"):
-        timeshare.sample(finished.pid, 1, lambda: None)
+        timeshare.sample(finished.pid, 1)

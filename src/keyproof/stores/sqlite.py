@@ -456,7 +456,8 @@ class _Steps:
         params = {"kind": kind.value, "key": key, "now": now}
         rows = _execute(self.conn, _HIT_LIVE, params)
         if not rows:
-            rows = _execute(self.conn, _HIT_NEW, {**params, "expires": now + window})
+            new = {"kind": kind.value, "key": key, "expires": now + window}
+            rows = _execute(self.conn, _HIT_NEW, new)
         return int(rows[0][0])
 
     def count(self, kind: Kind) -> int:
